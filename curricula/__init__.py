@@ -1,0 +1,1 @@
+"""curricula: placeholder package; see ../shared/DESIGN.md. Filled by later issues."""

@@ -1,0 +1,1 @@
+"""hardware: placeholder package; see ../shared/DESIGN.md. Filled by later issues."""
