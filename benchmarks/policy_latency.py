@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -181,7 +182,7 @@ def main() -> None:
     lines = [
         "# Policy inference latency and training throughput",
         "",
-        f"Command: `python {' '.join(['benchmarks/policy_latency.py', *sys.argv[1:]])}`, "
+        f"Command: `python {shlex.join(['benchmarks/policy_latency.py', *sys.argv[1:]])}`, "
         f"device `{device}`, {time.strftime('%Y-%m-%d %H:%M %Z')}.",
         "",
         machine,

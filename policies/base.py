@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 NORMALIZATION_MODES = ("min_max", "mean_std")
 REDUCTIONS = ("mean", "none")
+
+_P = TypeVar("_P", bound="ChunkPolicyModule")
 
 
 @runtime_checkable
@@ -275,7 +277,7 @@ def reduce_loss(per_sample: Tensor, reduction: str) -> Tensor:
 def check_obs_task(
     cfg: PolicyConfig, obs: Any, task: Any, device: torch.device
 ) -> tuple[Tensor, Tensor]:
-    """Validate `obs` (B, To, Do) and `task` (B,); returns them as float32-or-wider / long."""
+    """Validate `obs` (B, To, Do) and `task` (B,); returns obs unchanged and task as long."""
     to, do = cfg.obs_horizon, cfg.obs_dim
     if not isinstance(obs, Tensor):
         raise TypeError(
@@ -454,7 +456,7 @@ class ChunkPolicyModule(nn.Module):
     def normalizers_fitted(self) -> bool:
         return self.obs_encoder.obs_normalizer.is_fitted and self.action_normalizer.is_fitted
 
-    def fit_normalizers(self, obs: np.ndarray | Tensor, action: np.ndarray | Tensor) -> Any:
+    def fit_normalizers(self: _P, obs: np.ndarray | Tensor, action: np.ndarray | Tensor) -> _P:
         """Fit the obs and action normalisers on training data; returns self.
 
         Args:

@@ -7,10 +7,15 @@ mean"). Presets (``--preset debug``) are further registered nodes of the same da
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+# Policy-config fields the trainer fills in from the dataset (not user options).
+DATA_FIELDS = ("obs_dim", "action_dim", "num_tasks")
 
 
 def _span(lo: float = 1.0, hi: float | None = None) -> list[float]:
@@ -73,16 +78,77 @@ class ImportConfig:
     run_dir: str = ""
 
 
+@dataclass
+class TrainOptions:
+    """The trainer's options (everything but the policy, which is a config group)."""
+
+    dataset: str = "data/mt10_demos.zarr"  # the episode store to train on (task list from it)
+    out: str = ""  # the run directory (default runs/<policy>-<time>)
+    steps: int = 20000  # total optimiser steps
+    batch_size: int = 256  # windows per optimiser step (per process)
+    lr: float = 1e-3  # peak learning rate (AdamW), never rescaled behind your back
+    weight_decay: float = 1e-6
+    warmup_steps: int = 500  # linear warm-up, then cosine decay to lr_min_ratio * lr
+    lr_min_ratio: float = 0.05
+    grad_clip: float = 1.0  # max gradient norm (0: off)
+    ema_decay: float = 0.999  # EMA of the weights, used for validation and the checkpoint (0: off)
+    val_fraction: float = 0.1  # held-out episodes per task for the validation loss
+    val_every: int = 1000  # steps between validation losses
+    val_batches: int = 8  # fixed validation batches
+    checkpoint_every: int = 5000  # steps between checkpoints (and at the end)
+    keep_checkpoints: int = 2  # newest checkpoints kept
+    log_every: int = 100  # steps between metric lines
+    seed: int = 0  # data order, initialisation and flow noise
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "none"  # none | bf16 (autocast)
+    num_threads: int = 0  # torch CPU threads (0: torch's default)
+    resume: bool = False  # continue the run in `out` from its newest checkpoint
+    overwrite: bool = False  # start `out` over even if it has checkpoints
+    tensorboard: bool = True  # also write TensorBoard events to <out>/tb
+    progress: bool = True  # progress bar on the terminal
+
+
+@dataclass
+class TrainConfig(TrainOptions):
+    """``robolearn train``: one trainer for every policy, on any episode store."""
+
+    defaults: list[Any] = field(default_factory=lambda: [{"policy": "flow_matching"}, "_self_"])
+    policy: Any = MISSING  # policy group: flow_matching | regression | diffusion (+ its fields)
+
+
+def policy_group_nodes() -> dict[str, dict[str, Any]]:
+    """One config-group node per policy: its config fields minus the data-derived ones."""
+    from policies import POLICIES
+
+    nodes = {}
+    for name, (_, cfg_cls) in POLICIES.items():
+        node: dict[str, Any] = {"name": name}
+        for f in dataclasses.fields(cfg_cls):
+            if f.name in DATA_FIELDS:
+                continue
+            if f.default is not dataclasses.MISSING:
+                node[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                node[f.name] = f.default_factory()
+        nodes[name] = node
+    return nodes
+
+
 CONFIGS: dict[str, type] = {
     "collect": CollectConfig,
     "export": ExportConfig,
     "import": ImportConfig,
+    "train": TrainConfig,
 }
 
 # Presets: small, fast variants used by tests and first runs (`--preset debug`).
 PRESETS: dict[str, dict[str, object]] = {
     "collect/debug": dict(
         suite="MT1:reach-v3", episodes_per_task=2, out="data/debug_demos.zarr"
+    ),
+    "train/debug": dict(
+        dataset="data/debug_demos.zarr", steps=20, batch_size=32, val_every=10,
+        checkpoint_every=10, log_every=5, warmup_steps=5, tensorboard=False,
     ),
 }
 
@@ -91,6 +157,8 @@ def register_configs() -> ConfigStore:
     cs = ConfigStore.instance()
     for name, node in CONFIGS.items():
         cs.store(name=name, node=node)
+    for name, node in policy_group_nodes().items():
+        cs.store(group="policy", name=name, node=node)
     for key, values in PRESETS.items():
         command, preset = key.split("/")
         cs.store(name=f"{command}_{preset}", node=CONFIGS[command](**values))
