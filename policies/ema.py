@@ -57,11 +57,15 @@ class EMA:
     def update(self) -> None:
         """θ_ema ← d·θ_ema + (1 − d)·θ for every parameter; call after each optimiser step."""
         d = self.current_decay()
+        shadows, params = [], []
         for name, p in self._params():
             shadow = self.shadow[name]
             if shadow.device != p.device:
                 shadow = self.shadow[name] = shadow.to(p.device)
-            shadow.lerp_(p.detach().to(shadow.dtype), 1.0 - d)
+            shadows.append(shadow)
+            params.append(p.detach().to(shadow.dtype))
+        if shadows:  # one fused call instead of a Python loop over ~50 tensors
+            torch._foreach_lerp_(shadows, params, 1.0 - d)
         self.num_updates += 1
 
     @torch.no_grad()

@@ -28,10 +28,12 @@ from robolearn.config import CONFIGS, PRESETS, register_configs
 log = logging.getLogger("robolearn")
 
 COMMANDS: dict[str, str] = {
+    "pipeline": "the main job: collect → train → evaluate (scripts/run.sh runs it)",
     "collect": "scripted-expert demonstrations into an episode store",
     "export": "an episode store to robomimic HDF5",
     "import": "a robomimic HDF5 file into an episode store",
     "train": "train a policy (flow_matching | regression | diffusion) on an episode store",
+    "evaluate": "success rates of a checkpoint (or `expert`) on a suite: report, plot, videos",
 }
 
 USAGE = """usage: robolearn <command> [--preset NAME] [--cfg] [key=value ...]
@@ -45,12 +47,17 @@ Options:
   --preset NAME   start from a named preset of the command ({presets})
 
 Overrides use hydra's grammar, e.g.
+  robolearn pipeline                                   # the main job on its default config
+  robolearn pipeline collect.suite=MT50 train.steps=40000 evaluate.episodes_per_task=20
   robolearn collect suite=MT10 episodes_per_task=50 out=demos.zarr
   robolearn collect randomize.friction_scale=[0.8,1.2] action_noise_std=0.1
   robolearn export dataset=demos.zarr format=robomimic out=demos.hdf5
   robolearn import src=demos.hdf5 out=demos.zarr
   robolearn train dataset=demos.zarr policy=flow_matching steps=20000 out=runs/mt10_fm
   robolearn train out=runs/mt10_fm resume=true
+  robolearn evaluate checkpoint=runs/mt10_fm suite=MT10 episodes_per_task=50 seed=1000
+  robolearn evaluate checkpoints=[runs/a,runs/b,runs/c] video=true
+  robolearn evaluate checkpoint=expert suite=MT50
 """
 
 
@@ -223,11 +230,25 @@ def cmd_train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return result.to_dict()
 
 
+def cmd_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    from robolearn.evaluate import run_evaluate
+
+    return run_evaluate(cfg, run_dir)
+
+
+def cmd_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    from robolearn.pipeline import run_pipeline
+
+    return run_pipeline(cfg, run_dir)
+
+
 HANDLERS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {
+    "pipeline": cmd_pipeline,
     "collect": cmd_collect,
     "export": cmd_export,
     "import": cmd_import,
     "train": cmd_train,
+    "evaluate": cmd_evaluate,
 }
 
 

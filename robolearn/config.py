@@ -14,6 +14,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from robolearn.evaluate import EvaluateConfig
+
 # Policy-config fields the trainer fills in from the dataset (not user options).
 DATA_FIELDS = ("obs_dim", "action_dim", "num_tasks")
 
@@ -116,6 +118,27 @@ class TrainConfig(TrainOptions):
     policy: Any = MISSING  # policy group: flow_matching | regression | diffusion (+ its fields)
 
 
+def _pipeline_train() -> TrainOptions:
+    return TrainOptions(dataset="${collect.out}", out="runs/mt10_${policy.name}", steps=6000,
+                        warmup_steps=300, val_every=500, checkpoint_every=2000, log_every=100)
+
+
+def _pipeline_evaluate() -> EvaluateConfig:
+    return EvaluateConfig(checkpoint="${train.out}", suite="${collect.suite}")
+
+
+@dataclass
+class PipelineConfig:
+    """``robolearn pipeline`` (the main job): collect → train → evaluate, stages chained."""
+
+    defaults: list[Any] = field(default_factory=lambda: [{"policy": "flow_matching"}, "_self_"])
+    policy: Any = MISSING  # policy group, as in `robolearn train`
+    collect: CollectConfig = field(default_factory=CollectConfig)  # as `robolearn collect`
+    train: TrainOptions = field(default_factory=_pipeline_train)  # as `robolearn train`
+    evaluate: EvaluateConfig = field(default_factory=_pipeline_evaluate)  # as `robolearn evaluate`
+    run_dir: str = ""  # where config/log/summary/report go (default outputs/pipeline/<time>)
+
+
 def policy_group_nodes() -> dict[str, dict[str, Any]]:
     """One config-group node per policy: its config fields minus the data-derived ones."""
     from policies import POLICIES
@@ -139,12 +162,26 @@ CONFIGS: dict[str, type] = {
     "export": ExportConfig,
     "import": ImportConfig,
     "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "pipeline": PipelineConfig,
 }
 
 # Presets: small, fast variants used by tests and first runs (`--preset debug`).
 PRESETS: dict[str, dict[str, object]] = {
     "collect/debug": dict(
         suite="MT1:reach-v3", episodes_per_task=2, out="data/debug_demos.zarr"
+    ),
+    "evaluate/debug": dict(
+        checkpoint="expert", suite="MT1:reach-v3", episodes_per_task=2, num_envs=2
+    ),
+    "pipeline/debug": dict(
+        collect=CollectConfig(suite="MT1:reach-v3", episodes_per_task=4,
+                              out="data/debug_demos.zarr"),
+        train=TrainOptions(dataset="${collect.out}", out="runs/debug_${policy.name}", steps=20,
+                           batch_size=32, val_every=10, checkpoint_every=10, log_every=5,
+                           warmup_steps=5, tensorboard=False),
+        evaluate=EvaluateConfig(checkpoint="${train.out}", suite="${collect.suite}",
+                                episodes_per_task=2, num_envs=2, horizon=50),
     ),
     "train/debug": dict(
         dataset="data/debug_demos.zarr", steps=20, batch_size=32, val_every=10,

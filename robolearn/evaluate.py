@@ -528,7 +528,7 @@ def check_heldout_seeds(
 class EvaluateConfig:
     """``robolearn evaluate``: success rates of a policy (or the scripted experts) on a suite."""
 
-    checkpoint: str = MISSING  # checkpoint dir, run dir, or `expert` (Meta-World's scripted experts)
+    checkpoint: str = MISSING  # checkpoint dir, run dir, or `expert` (the scripted experts)
     checkpoints: list[str] = field(default_factory=list)  # several runs/seeds: IQM + bootstrap CI
     suite: str = "MT10"  # MT1:<task> | MT10 | MT50 | ML10 | ML45
     split: str = "train"  # train | test (ML held-out tasks) | all
@@ -728,8 +728,7 @@ def _print_table(report: dict[str, Any], matrix: np.ndarray) -> None:
     from rich.table import Table
 
     runs = report["runs"]
-    table = Table(title=f"robolearn evaluate {report['suite']} ({report['split']}), "
-                        f"{report['episodes_per_task']} episodes/task, seed {report['eval_seed']}")
+    table = Table(title=f"{report['suite']} ({report['split']})")
     table.add_column("task")
     if len(runs) > 1:
         for k in range(len(runs)):
@@ -743,6 +742,10 @@ def _print_table(report: dict[str, Any], matrix: np.ndarray) -> None:
     table.add_row("mean", *per_run, f"{s['mean']:.3f}{_ci(s['mean_ci'])}", style="bold")
     table.add_row("IQM", *([""] * len(per_run)), f"{s['iqm']:.3f}{_ci(s['iqm_ci'])}")
     console = Console()
+    console.print(
+        f"robolearn evaluate: {report['episodes_per_task']} episodes per task, horizon "
+        f"{report['horizon']}, goal seeds episode_seed({report['eval_seed']}, task, i)"
+    )
     console.print(table)
     if len(runs) > 1:
         for k, r in enumerate(runs):
@@ -750,7 +753,8 @@ def _print_table(report: dict[str, Any], matrix: np.ndarray) -> None:
     steps = sum(r["env_steps"] for r in runs)
     secs = sum(r["seconds"] for r in runs)
     console.print(f"{steps} env steps in {secs:.1f} s ({steps / max(secs, 1e-9):.0f} steps/s)")
-    console.print(f"report: {report['files']['report']}  plot: {report['files']['plot']}")
+    console.print(f"report: {report['files']['report']}")
+    console.print(f"plot:   {report['files']['plot']}")
     videos = [v for r in runs for v in r["videos"]]
     if videos:
         console.print(f"videos: {len(videos)} in {Path(videos[0]).parent}")

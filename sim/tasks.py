@@ -48,6 +48,7 @@ _FIXED_SUITES: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
         False,
     ),
 }
+_CUSTOM_PREFIX = "MT:"
 _MT1_PREFIX = "MT1:"
 
 
@@ -143,7 +144,9 @@ def get_suite(name: str) -> Suite:
 
     Args:
         name: One of ``"MT1:<task>"`` (e.g. ``"MT1:push-v3"``), ``"MT10"``, ``"MT50"``,
-            ``"ML10"``, ``"ML45"``.
+            ``"ML10"``, ``"ML45"``, or ``"MT:<task>+<task>+..."`` (a multi-task suite of your
+            own, goal observable like MT10; ``,`` also separates, but needs quoting in hydra
+            overrides).
 
     Returns:
         The :class:`Suite`.
@@ -161,6 +164,12 @@ def get_suite(name: str) -> Suite:
     if name.startswith(_MT1_PREFIX):
         task = resolve_task(name[len(_MT1_PREFIX) :])
         return Suite(name, (task,), (task,), True)
+    if name.startswith(_CUSTOM_PREFIX):
+        parts = name[len(_CUSTOM_PREFIX) :].replace(",", "+").split("+")
+        tasks = tuple(resolve_task(t.strip()) for t in parts)
+        if len(set(tasks)) != len(tasks) or not tasks:
+            raise ValueError(f"suite {name!r} lists a task twice; list each task once")
+        return Suite(name, tasks, tasks, True)
     if name in _TASK_SET:
         matches = [_MT1_PREFIX + name]
     else:

@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 import robolearn
 import sim
-from robolearn.collect import episode_seed
+from robolearn.collect import episode_seed, rollout_expert
 from robolearn.data import EpisodeStore
 from robolearn.evaluate import (
     EvaluateConfig,
@@ -55,6 +56,15 @@ def test_expert_solves_reach_with_seeds_from_episode_seed():
     assert result.success_by_task == {TASK: 1.0} and result.mean_success == 1.0
     assert result.seeds[TASK] == [episode_seed(1000, TASK, i) for i in range(3)]
     assert all(r.steps < sim.HORIZON for r in result.episodes)
+
+
+def test_episodes_match_collections_rollout_of_the_same_goal():
+    result = _evaluate(ExpertAgent(), seed=5)
+    env, expert = sim.make_env(TASK), sim.ScriptedExpert(TASK)
+    for r in result.episodes:
+        steps, success = rollout_expert(env, expert, r.seed)
+        assert (r.success, r.steps) == (success, len(steps["action"]))
+        assert r.episode_return == pytest.approx(float(steps["reward"].sum()), rel=1e-5)
 
 
 def test_random_agent_fails_reach():
@@ -164,6 +174,13 @@ def test_run_evaluate_needs_exactly_one_of_checkpoint_and_checkpoints(tmp_path):
         run_evaluate(_cfg(tmp_path), tmp_path)
     with pytest.raises(ValueError, match="give one of them"):
         run_evaluate(_cfg(tmp_path, checkpoint="expert", checkpoints=["expert"]), tmp_path)
+
+
+def test_composed_config_without_a_checkpoint_is_refused(tmp_path):
+    cfg = OmegaConf.structured(EvaluateConfig)
+    assert OmegaConf.is_missing(cfg, "checkpoint")
+    with pytest.raises(ValueError, match="no checkpoint to evaluate"):
+        run_evaluate(cfg, tmp_path)
 
 
 def test_config_rejects_a_bad_split():

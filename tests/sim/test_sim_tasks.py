@@ -96,3 +96,13 @@ def test_suite_validates_tasks():
         Suite("mine", ("push-v3", "nope"), (), True)
     with pytest.raises(TypeError, match="Suite.train_tasks must be a tuple"):
         Suite("mine", ["push-v3"], (), True)
+
+
+def test_custom_multi_task_suite():
+    suite = get_suite("MT:reach-v3+push-v3")
+    assert suite.train_tasks == ("reach-v3", "push-v3") and suite.goal_observable
+    assert get_suite("MT:reach-v3,push-v3").train_tasks == suite.train_tasks
+    with pytest.raises(ValueError, match="push-v3"):
+        get_suite("MT:reach-v3,psh-v3")
+    with pytest.raises(ValueError, match="twice"):
+        get_suite("MT:reach-v3,reach-v3")
