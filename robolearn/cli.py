@@ -34,6 +34,8 @@ COMMANDS: dict[str, str] = {
     "import": "a robomimic HDF5 file into an episode store",
     "train": "train a policy (flow_matching | regression | diffusion) on an episode store",
     "evaluate": "success rates of a checkpoint (or `expert`) on a suite: report, plot, videos",
+    "deploy": "run a checkpoint on a robot (twin | remote) at its rate, safely; record episodes",
+    "serve-robot": "serve a robot backend over the network (next to the arm); --help for flags",
 }
 
 USAGE = """usage: robolearn <command> [--preset NAME] [--cfg] [key=value ...]
@@ -58,7 +60,14 @@ Overrides use hydra's grammar, e.g.
   robolearn evaluate checkpoint=runs/mt10_fm suite=MT10 episodes_per_task=50 seed=1000
   robolearn evaluate checkpoints=[runs/a,runs/b,runs/c] video=true
   robolearn evaluate checkpoint=expert suite=MT50
+  robolearn deploy policy=runs/mt10_flow_matching robot=twin task=push-v3 episodes=10
+  robolearn serve-robot --backend twin --task push-v3 --port 5555 --token $TOKEN
+  robolearn deploy policy=runs/mt10_flow_matching robot=remote remote.port=5555 task=push-v3
 """
+
+
+# Config keys whose name is also a config group; for these commands they take plain values.
+PLAIN_VALUE_KEYS: dict[str, tuple[str, ...]] = {"deploy": ("policy",)}
 
 
 class CLIError(Exception):
@@ -88,9 +97,20 @@ def compose(command: str, overrides: Sequence[str] = (), preset: str | None = No
             options = [k.split("/")[1] for k in PRESETS if k.startswith(command + "/")]
             raise CLIError(_unknown(f"preset of {command}", preset, options))
         name = f"{command}_{preset}"
+    # `policy` is a config group (train, pipeline), but `robolearn deploy policy=<checkpoint>`
+    # takes a path: hydra would read that as a group choice, so set it after composing.
+    direct = {}
+    if command in PLAIN_VALUE_KEYS:
+        keys = PLAIN_VALUE_KEYS[command]
+        direct = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides
+                  if "=" in o and o.split("=", 1)[0] in keys}
+        overrides = [o for o in overrides if "=" not in o or o.split("=", 1)[0] not in keys]
     try:
         with initialize(version_base=None, config_path=None):
-            return hydra_compose(config_name=name, overrides=list(overrides))
+            cfg = hydra_compose(config_name=name, overrides=list(overrides))
+        for key, value in direct.items():
+            cfg[key] = value.strip("'\"")
+        return cfg
     except (ConfigCompositionException, HydraException) as e:
         cause = e.__cause__ or e
         msg = f"{e}\n{cause}" if cause is not e else str(e)
@@ -242,6 +262,12 @@ def cmd_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return run_pipeline(cfg, run_dir)
 
 
+def cmd_deploy(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    from robolearn.deploy import run_deploy
+
+    return run_deploy(cfg, run_dir)
+
+
 HANDLERS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {
     "pipeline": cmd_pipeline,
     "collect": cmd_collect,
@@ -249,6 +275,7 @@ HANDLERS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {
     "import": cmd_import,
     "train": cmd_train,
     "evaluate": cmd_evaluate,
+    "deploy": cmd_deploy,
 }
 
 
@@ -269,6 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_usage())
         return 0
     command, rest = argv[0], argv[1:]
+    if command == "serve-robot":  # the vendor-side server keeps its own plain flags
+        from hardware.server import main as serve_main
+
+        serve_main(rest)
+        return 0
     preset = None
     show_cfg = False
     overrides = []
@@ -306,6 +338,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"robolearn {command}: interrupted; committed episodes are kept", file=sys.stderr)
         return 130
+    except RuntimeError as e:
+        from robolearn.deploy import DeployFault
+
+        if not isinstance(e, DeployFault):
+            raise
+        print(f"robolearn {command}: {e}", file=sys.stderr)
+        return 3
     return 0
 
 

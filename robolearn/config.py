@@ -14,6 +14,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from robolearn.deploy import DeployConfig
 from robolearn.evaluate import EvaluateConfig
 
 # Policy-config fields the trainer fills in from the dataset (not user options).
@@ -164,6 +165,7 @@ CONFIGS: dict[str, type] = {
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
     "pipeline": PipelineConfig,
+    "deploy": DeployConfig,
 }
 
 # Presets: small, fast variants used by tests and first runs (`--preset debug`).
@@ -193,6 +195,8 @@ PRESETS: dict[str, dict[str, object]] = {
         evaluate=EvaluateConfig(checkpoint="${train.out}", suite="${collect.suite}",
                                 episodes_per_task=20),
     ),
+    "deploy/debug": dict(policy="runs/debug_flow_matching", task="reach-v3", episodes=2,
+                         max_steps=50, out="data/debug_real.zarr"),
     "train/debug": dict(
         dataset="data/debug_demos.zarr", steps=20, batch_size=32, val_every=10,
         checkpoint_every=10, log_every=5, warmup_steps=5, tensorboard=False,
