@@ -60,6 +60,7 @@ Overrides use hydra's grammar, e.g.
   robolearn evaluate checkpoint=runs/mt10_fm suite=MT10 episodes_per_task=50 seed=1000
   robolearn evaluate checkpoints=[runs/a,runs/b,runs/c] video=true
   robolearn evaluate checkpoint=expert suite=MT50
+  robolearn evaluate checkpoint=robomimic:<run>/models/model_epoch_60.pth   # in .venv-robomimic
   robolearn deploy policy=runs/mt10_flow_matching robot=twin task=push-v3 episodes=10
   robolearn serve-robot --backend twin --task push-v3 --port 5555 --token $TOKEN
   robolearn deploy policy=runs/mt10_flow_matching robot=remote remote.port=5555 task=push-v3
@@ -332,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as e:
         print(f"robolearn {command}: {e}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError) as e:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError,
+            ImportError) as e:
         print(f"robolearn {command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ successes are both counted and reported.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 import zlib
@@ -146,19 +147,13 @@ def _existing_tally(store: EpisodeStore, tasks: list[str]) -> dict[str, TaskTall
         if task not in tally or source != "expert":
             continue
         t = tally[str(task)]
-        meta = _json(info)
+        meta = json.loads(str(info))
         t.kept += 1
         t.steps_kept += int(lengths[i])
         # attempts up to and including this kept one (attempt numbers start at 0)
         t.attempts = max(t.attempts, int(meta.get("attempt", t.attempts)) + 1)
         t.successes += 1
     return tally
-
-
-def _json(s: Any) -> dict[str, Any]:
-    import json
-
-    return json.loads(str(s))
 
 
 def collect(

@@ -528,7 +528,7 @@ def check_heldout_seeds(
 class EvaluateConfig:
     """``robolearn evaluate``: success rates of a policy (or the scripted experts) on a suite."""
 
-    checkpoint: str = MISSING  # checkpoint dir, run dir, or `expert` (the scripted experts)
+    checkpoint: str = MISSING  # checkpoint dir, run dir, `expert`, or `robomimic:<model.pth>`
     checkpoints: list[str] = field(default_factory=list)  # several runs/seeds: IQM + bootstrap CI
     suite: str = "MT10"  # MT1:<task> | MT10 | MT50 | ML10 | ML45
     split: str = "train"  # train | test (ML held-out tasks) | all
@@ -585,9 +585,14 @@ def checkpoint_list(cfg: Any) -> list[str]:
 
 
 def load_agent(checkpoint: str, device: str = "auto") -> Agent:
-    """``"expert"`` → :class:`ExpertAgent`; anything else → ``robolearn.load_policy``."""
+    """``"expert"`` → :class:`ExpertAgent`; ``"robomimic:<model.pth>"`` →
+    :class:`robolearn.baselines.bc_rnn.RobomimicAgent`; anything else → ``robolearn.load_policy``."""
     if checkpoint == EXPERT:
         return ExpertAgent(task_noise=0.0)
+    if checkpoint.startswith("robomimic:"):
+        from robolearn.baselines import bc_rnn
+
+        return bc_rnn.RobomimicAgent(checkpoint.removeprefix("robomimic:"), device=device)
     try:
         from robolearn import load_policy
     except ImportError as e:

@@ -19,6 +19,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
   # package metadata asks for one, which would replace the CPU torch with a CUDA build. Install
   # it without dependencies here; `pip install robolearn[robomimic]` is the full extra.
   python -m pip install -q --no-deps "robomimic==0.3.0"
-  python -m pip install -q termcolor psutil
+  python -m pip install -q termcolor psutil six
   touch "$stamp"
 fi

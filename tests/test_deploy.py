@@ -103,7 +103,7 @@ def test_stalled_policy_trips_the_watchdog_within_its_deadline(tmp_path):
     assert robot.interventions["watchdog"] == 1
     last_command = max(t for t in sent_times)
     first_stop_after = min(t for t in twin.stop_times if t > last_command)
-    assert first_stop_after - last_command <= timeout + 0.05
+    assert first_stop_after - last_command <= timeout + 0.1  # + thread scheduling slack
     with EpisodeStore.open(tmp_path / "real.zarr") as store:
         assert len(store) == 1  # the episode before the fault is intact; the faulty one is not
         assert len(store.episode(0)) == 30
