@@ -25,7 +25,7 @@ class TestFlowMatchingConfig:
     def test_defaults(self):
         cfg = FlowMatchingConfig(obs_dim=39, action_dim=4)
         assert (cfg.obs_horizon, cfg.action_horizon, cfg.action_exec_horizon) == (2, 16, 8)
-        assert cfg.num_inference_steps == 10
+        assert cfg.num_inference_steps == 5
         assert (cfg.time_beta_alpha, cfg.time_beta_beta) == (1.5, 1.0)
 
     @pytest.mark.parametrize("k", [0, 11, 12])
