@@ -67,6 +67,9 @@ Overrides use hydra's grammar, e.g.
 """
 
 
+# Required keys a command validates itself (evaluate: `checkpoint` or `checkpoints`).
+CHECKED_LATER: dict[str, set[str]] = {"evaluate": {"checkpoint"}}
+
 # Config keys whose name is also a config group; for these commands they take plain values.
 PLAIN_VALUE_KEYS: dict[str, tuple[str, ...]] = {"deploy": ("policy",)}
 
@@ -111,11 +114,18 @@ def compose(command: str, overrides: Sequence[str] = (), preset: str | None = No
             cfg = hydra_compose(config_name=name, overrides=list(overrides))
         for key, value in direct.items():
             cfg[key] = value.strip("'\"")
-        return cfg
     except (ConfigCompositionException, HydraException) as e:
         cause = e.__cause__ or e
         msg = f"{e}\n{cause}" if cause is not e else str(e)
         raise CLIError(msg + _override_hint(command, overrides)) from None
+    missing = sorted(OmegaConf.missing_keys(cfg) - CHECKED_LATER.get(command, set()))
+    if missing:
+        raise CLIError(
+            f"missing required option(s) {', '.join(missing)}: pass "
+            + " ".join(f"{k}=..." for k in missing)
+            + f" (see `robolearn {command} --help`)"
+        )
+    return cfg
 
 
 def _override_hint(command: str, overrides: Sequence[str]) -> str:

@@ -90,3 +90,11 @@ def test_collect_export_import_end_to_end(tmp_path):
     cli.run("import", [f"src={h5}", f"out={back}", f"run_dir={tmp_path}/run4"])
     with EpisodeStore.open(back) as r:
         assert len(r) == 2
+
+
+def test_missing_required_options_are_named(capsys):
+    assert cli.main(["export", "format=robomimic"]) == 2
+    err = capsys.readouterr().err
+    assert "missing required option(s) dataset, out" in err
+    cfg = cli.compose("evaluate", ["checkpoints=[a,b]"])  # evaluate checks checkpoint(s) itself
+    assert list(cfg.checkpoints) == ["a", "b"]
