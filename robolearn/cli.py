@@ -377,7 +377,7 @@ def _describe(command: str) -> str:
         for f in dataclasses.fields(cls):
             value = defaults[f.name]
             if isinstance(value, dict):
-                out += walk(type(getattr(cls(**_missing_ok(cls)), f.name)), f"{prefix}{f.name}.")
+                out += walk(type(f.default_factory()), f"{prefix}{f.name}.")
                 continue
             shown = "???" if value == "???" else json.dumps(value)
             note = f"  # {notes[f.name]}" if f.name in notes else ""
@@ -388,9 +388,3 @@ def _describe(command: str) -> str:
         walk(CONFIGS[command], "")
     )
 
-
-def _missing_ok(cls: type) -> dict[str, Any]:
-    """Placeholder values for a dataclass's MISSING fields, to instantiate it for inspection."""
-    import dataclasses
-
-    return {f.name: None for f in dataclasses.fields(cls) if f.default == "???"}

@@ -11,7 +11,6 @@ real-grounded curriculum.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -122,10 +121,10 @@ def build_robot(cfg: DictConfig) -> Any:
     return SafeRobot(backend, SafetyConfig.for_metaworld(**overrides))
 
 
-@dataclasses.dataclass
+@dataclass
 class _Timing:
-    periods: list[float] = dataclasses.field(default_factory=list)
-    latencies: list[float] = dataclasses.field(default_factory=list)
+    periods: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
     missed: int = 0
 
     def summary(self) -> dict[str, float | int | None]:

@@ -16,7 +16,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -154,16 +153,18 @@ class Trainer:
         self.train_eps, self.val_eps = split_episodes(
             self.store.task_ids(), cfg.val_fraction, seed=cfg.seed
         )
-        self.sampler = SequenceSampler(self.store, pc.obs_horizon, pc.action_horizon, self.train_eps)
+        arrays = self.store.load(["obs", "action"])  # one bulk read for samplers and normalisers
+        self.sampler = SequenceSampler(self.store, pc.obs_horizon, pc.action_horizon, self.train_eps,
+                                       arrays=arrays)
         self.val_batches = []
         if len(self.val_eps):
-            val_sampler = SequenceSampler(self.store, pc.obs_horizon, pc.action_horizon, self.val_eps)
+            val_sampler = SequenceSampler(self.store, pc.obs_horizon, pc.action_horizon,
+                                          self.val_eps, arrays=arrays)
             val_rng = np.random.default_rng(cfg.seed + 1)
             self.val_batches = [val_sampler.sample(cfg.batch_size, val_rng)
                                 for _ in range(cfg.val_batches)]
 
         self.policy = make_policy_from_config(pc)
-        arrays = self.store.load(["obs", "action"])
         rows = _episode_rows(self.store.episode_ends, self.train_eps)
         self.policy.fit_normalizers(arrays["obs"][rows], arrays["action"][rows])
         self.policy.to(self.device)
@@ -388,5 +389,4 @@ def train(cfg: DictConfig) -> TrainResult:
         if trainer.step >= cfg.steps:
             log.info("%s already finished (%d/%d steps); nothing to do", run_dir, trainer.step,
                      cfg.steps)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return trainer.run()

@@ -14,7 +14,7 @@ Window for the step ``t`` of an episode spanning rows ``[s, e)``::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -73,6 +73,8 @@ class SequenceSampler:
         episodes: indices of the episodes to draw from (default: all), e.g. one side of
             :func:`split_episodes`.
         extra_keys: further ``data/`` keys to cut along the action window.
+        arrays: the store's whole arrays already read with ``store.load`` (to share one read
+            between several samplers); read here when not given.
 
     Example:
         >>> train, val = split_episodes(store.task_ids(), 0.1)
@@ -89,6 +91,7 @@ class SequenceSampler:
         action_horizon: int = 1,
         episodes: Sequence[int] | np.ndarray | None = None,
         extra_keys: Sequence[str] = (),
+        arrays: Mapping[str, np.ndarray] | None = None,
     ):
         if obs_horizon < 1 or action_horizon < 1:
             raise ValueError(
@@ -107,7 +110,10 @@ class SequenceSampler:
         self.episodes = episodes
         self.tasks = store.tasks
 
-        arrays = store.load(["obs", "action", *extra_keys])
+        keys = ["obs", "action", *extra_keys]
+        if arrays is None or any(k not in arrays for k in keys):
+            arrays = store.load(keys)
+        arrays = {k: arrays[k] for k in keys}
         ends = store.episode_ends[episodes]
         starts = np.concatenate([[0], store.episode_ends[:-1]])[episodes]
         lengths = ends - starts
