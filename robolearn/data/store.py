@@ -33,6 +33,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -205,9 +206,11 @@ class EpisodeStore:
                     f"refusing to overwrite {path}: it is not an episode store (no robolearn "
                     "attributes in zarr.json); remove it yourself if that is intended"
                 )
-            import shutil
-
-            shutil.rmtree(path)
+        # Built under a temporary name and renamed into place when complete, so a crash while
+        # creating never leaves a half-made store at `path` (only a stale temp dir, removed here).
+        for stale in path.parent.glob(f".{path.name}.creating-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        final, path = path, path.parent / f".{path.name}.creating-{os.getpid()}"
         root = zarr.open_group(str(path), mode="w")
         data = root.create_group("data")
         for key, ks in spec.items():
@@ -229,8 +232,11 @@ class EpisodeStore:
                 "user": dict(attrs or {}),
             }
         )
-        log.info("created episode store %s", path)
-        return cls.open(path, mode="a")
+        if final.exists():  # overwrite=True, checked above
+            shutil.rmtree(final)
+        os.rename(path, final)
+        log.info("created episode store %s", final)
+        return cls.open(final, mode="a")
 
     @classmethod
     def open(

@@ -234,3 +234,17 @@ def test_attrs_record_spec_and_tasks(store, store_path):
     assert meta["schema_version"] == 1
     assert meta["data_spec"]["obs"] == {"shape": [OBS_DIM], "dtype": "float32"}
     assert meta["tasks"] == ["push-v3"]
+
+
+def test_a_crash_while_creating_leaves_no_half_made_store(store_path, monkeypatch):
+    # the attrs are the last thing create() writes: fail there, as a kill would stop it
+    def boom(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zarr.core.attributes.Attributes, "update", boom)
+    with pytest.raises(KeyboardInterrupt):
+        EpisodeStore.create(store_path, OBS_DIM, ACTION_DIM)
+    monkeypatch.undo()
+    assert not store_path.exists()
+    EpisodeStore.create(store_path, OBS_DIM, ACTION_DIM).close()  # and a retry works
+    assert not list(store_path.parent.glob(".*creating*"))
