@@ -65,9 +65,9 @@ def store_loop(suite: str, episodes: int, seed: int, max_attempts: int, out: Pat
     from robolearn.cli import compose
     from robolearn.collect import collect
 
-    cfg = compose("collect", [f"suite={suite}", f"episodes_per_task={episodes}", f"seed={seed}",
-                              f"out={out}", "overwrite=true",
-                              f"max_attempts_per_task={max_attempts}"])
+    cfg = compose("collect", ["ray.num_workers=0", f"suite={suite}",
+                              f"episodes_per_task={episodes}", f"seed={seed}", f"out={out}",
+                              "overwrite=true", f"max_attempts_per_task={max_attempts}"])
     OmegaConf.set_readonly(cfg, True)
     t0 = time.perf_counter()
     summary = collect(cfg, progress=False)

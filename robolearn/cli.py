@@ -218,8 +218,12 @@ def cmd_collect(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     console.print(
         f"{summary.episodes} episodes in {summary.store} "
         f"({summary.resumed_episodes} were already there); "
-        f"{summary.env_steps} env steps this run in {summary.seconds:.1f} s ({rate:.0f} steps/s). "
-        f"Run directory: {run_dir}"
+        f"{summary.env_steps} env steps this run in {summary.seconds:.1f} s ({rate:.0f} steps/s"
+        + (f" on {summary.ray_workers} Ray actors" if summary.ray_workers else ", in this process")
+        + f"; start-up {summary.startup_seconds:.1f} s"
+        + (f"; {summary.actors_replaced} lost actor(s) replaced" if summary.actors_replaced
+           else "")
+        + f"). Run directory: {run_dir}"
     )
     return summary.to_dict()
 
@@ -352,7 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except RuntimeError as e:
         from robolearn.deploy import DeployFault
+        from robolearn.raycluster import RayClusterError
 
+        if isinstance(e, RayClusterError):
+            print(f"robolearn {command}: error: {e}", file=sys.stderr)
+            return 1
         if not isinstance(e, DeployFault):
             raise
         print(f"robolearn {command}: {e}", file=sys.stderr)

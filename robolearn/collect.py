@@ -9,6 +9,7 @@ successes are both counted and reported.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -23,6 +24,8 @@ from tqdm.auto import tqdm
 import sim
 from robolearn.data.store import EpisodeStore, StoreError
 from robolearn.data.writer import EpisodeWriter
+from robolearn.raycluster import cfg_get, check_reachable, uses_ray
+from robolearn.rollouts import rollout_pool
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,9 @@ class CollectSummary:
     seconds: float
     env_steps: int
     resumed_episodes: int
+    ray_workers: int = 0  # rollout actors (0: this process)
+    actors_replaced: int = 0  # lost actors replaced (their episodes re-run)
+    startup_seconds: float = 0.0  # opening the store, starting Ray and the writer
 
     @property
     def episodes(self) -> int:
@@ -123,6 +129,9 @@ class CollectSummary:
             "seconds": round(self.seconds, 3),
             "env_steps": self.env_steps,
             "env_steps_per_s": round(self.env_steps / self.seconds, 1) if self.seconds else None,
+            "ray_workers": self.ray_workers,
+            "actors_replaced": self.actors_replaced,
+            "startup_seconds": round(self.startup_seconds, 3),
             "tasks": {
                 t.task: {
                     "episodes": t.kept,
@@ -172,6 +181,10 @@ def collect(
     if cfg.episodes_per_task < 1:
         raise ValueError(f"Got episodes_per_task={cfg.episodes_per_task}, expected >= 1")
     ranges = ranges_from_config(cfg.randomize)
+    ray_cfg = cfg_get(cfg, "ray")
+    if uses_ray(ray_cfg) and cfg_get(ray_cfg, "address"):
+        # before touching the store: a wrong address fails in a second and leaves nothing
+        check_reachable(ray_cfg.address, float(cfg_get(ray_cfg, "connect_timeout_s", 10.0)))
     max_attempts = cfg.max_attempts_per_task or 3 * cfg.episodes_per_task
     out = Path(cfg.out)
     if cfg.overwrite or not out.exists():
@@ -182,7 +195,6 @@ def collect(
                    "reward_version": sim.REWARD_VERSION},
         ).close()
     t0 = time.perf_counter()
-    env_steps = 0
     # Append mode waits for a previous writer (say, one still draining after its collector was
     # killed) and repairs a crash tail, so the tally below is what is really committed.
     with EpisodeStore.open(out, mode="a", lock_timeout=60.0) as existing:
@@ -194,50 +206,141 @@ def collect(
             )
         tally = _existing_tally(existing, tasks)
         resumed = len(existing)
-    with EpisodeWriter(out, background=cfg.background_writer, wait_ready=False) as writer:
-        todo = sum(max(0, cfg.episodes_per_task - t.kept) for t in tally.values())
-        if resumed:
-            log.info("resuming %s: %d episodes present, %d to collect", out, resumed, todo)
+    todo = sum(max(0, cfg.episodes_per_task - t.kept) for t in tally.values())
+    if resumed:
+        log.info("resuming %s: %d episodes present, %d to collect", out, resumed, todo)
+    if todo == 0:
+        ray_cfg = {"num_workers": 0}  # nothing to roll out: no need for Ray
+    # Ray first (its start-up overlaps nothing), then the writer process next to this one.
+    with rollout_pool(ray_cfg, what="robolearn collect", max_workers=max(1, todo)) as pool, \
+            EpisodeWriter(out, background=cfg.background_writer, wait_ready=False) as writer:
+        startup = time.perf_counter() - t0
+        t0 = time.perf_counter()
         bar = tqdm(total=todo, desc=f"collect {cfg.suite}", unit="ep", disable=not progress)
-        for task in tasks:
+
+        def record(task: str, attempt: int, seed: int, params: sim.TaskParams,
+                   steps: dict[str, np.ndarray], success: bool) -> None:
             t = tally[task]
-            if t.kept >= cfg.episodes_per_task:
-                continue
-            env = sim.make_env(task)
-            expert = sim.ScriptedExpert(task, noise_std=cfg.action_noise_std)
-            while t.kept < cfg.episodes_per_task and t.attempts < max_attempts:
-                attempt = t.attempts
-                seed = episode_seed(cfg.seed, task, attempt)
-                params = ranges.sample(np.random.default_rng(seed))
-                env.set_params(params)
-                steps, success = rollout_expert(
-                    env, expert, seed, stop_on_success=cfg.stop_on_success
+            t.attempts += 1
+            t.new_attempts += 1
+            if success:
+                t.successes += 1
+                t.new_successes += 1
+                writer.add_episode(
+                    steps, task=task, source="expert", params=params, seed=seed,
+                    policy_id="scripted-expert",
+                    info={"attempt": attempt, "action_noise_std": cfg.action_noise_std},
                 )
-                env_steps += len(steps["action"])
-                t.attempts += 1
-                t.new_attempts += 1
-                if success:
-                    t.successes += 1
-                    t.new_successes += 1
-                    writer.add_episode(
-                        steps, task=task, source="expert", params=params, seed=seed,
-                        policy_id="scripted-expert",
-                        info={"attempt": attempt, "action_noise_std": cfg.action_noise_std},
-                    )
-                    t.kept += 1
-                    t.steps_kept += len(steps["action"])
-                    bar.update(1)
-                if on_episode is not None:
-                    on_episode(task, attempt, success)
-                bar.set_postfix(task=task, success=f"{t.successes}/{t.attempts}", refresh=False)
-            env.close()
-            if t.kept < cfg.episodes_per_task:
-                log.warning(
-                    "%s: only %d/%d successful episodes after %d attempts (max_attempts_per_task)",
-                    task, t.kept, cfg.episodes_per_task, t.attempts,
-                )
+                t.kept += 1
+                t.steps_kept += len(steps["action"])
+                bar.update(1)
+            if on_episode is not None:
+                on_episode(task, attempt, success)
+            bar.set_postfix(task=task, success=f"{t.successes}/{t.attempts}", refresh=False)
+
+        run = _collect_here if pool is None else functools.partial(_collect_on_ray, pool)
+        env_steps = run(cfg, tasks, tally, max_attempts, ranges, record)
         bar.close()
+        workers = 0 if pool is None else len(pool.actors)
+        replaced = 0 if pool is None else pool.replaced
+        seconds = time.perf_counter() - t0  # the rollouts (and commits), not Ray's start-up
+    for task in tasks:
+        t = tally[task]
+        if t.kept < cfg.episodes_per_task:
+            log.warning(
+                "%s: only %d/%d successful episodes after %d attempts (max_attempts_per_task)",
+                task, t.kept, cfg.episodes_per_task, t.attempts,
+            )
     return CollectSummary(
         store=str(out), suite=cfg.suite, tasks=[tally[t] for t in tasks],
-        seconds=time.perf_counter() - t0, env_steps=env_steps, resumed_episodes=resumed,
+        seconds=seconds, env_steps=env_steps, resumed_episodes=resumed,
+        ray_workers=workers, actors_replaced=replaced, startup_seconds=startup,
     )
+
+
+Record = Callable[[str, int, int, sim.TaskParams, dict[str, np.ndarray], bool], None]
+
+
+def _attempt(cfg: Any, ranges: sim.ParamRanges, task: str, attempt: int) -> tuple[int, Any]:
+    """Goal seed and TaskParams of one attempt: functions of (seed, task, attempt) only."""
+    seed = episode_seed(cfg.seed, task, attempt)
+    return seed, ranges.sample(np.random.default_rng(seed))
+
+
+def _collect_here(cfg: Any, tasks: list[str], tally: dict[str, TaskTally], max_attempts: int,
+                  ranges: sim.ParamRanges, record: Record) -> int:
+    """The single-process path: attempts one after the other, task by task."""
+    env_steps = 0
+    for task in tasks:
+        t = tally[task]
+        if t.kept >= cfg.episodes_per_task:
+            continue
+        env = sim.make_env(task)
+        expert = sim.ScriptedExpert(task, noise_std=cfg.action_noise_std)
+        while t.kept < cfg.episodes_per_task and t.attempts < max_attempts:
+            attempt = t.attempts
+            seed, params = _attempt(cfg, ranges, task, attempt)
+            env.set_params(params)
+            steps, success = rollout_expert(env, expert, seed, stop_on_success=cfg.stop_on_success)
+            env_steps += len(steps["action"])
+            record(task, attempt, seed, params, steps, success)
+        env.close()
+    return env_steps
+
+
+def _collect_on_ray(pool: Any, cfg: Any, tasks: list[str], tally: dict[str, TaskTally],
+                    max_attempts: int, ranges: sim.ParamRanges, record: Record) -> int:
+    """The Ray path: attempts run on the pool's actors, results are recorded in the order the
+    single-process path records them (task by task, attempt by attempt), so the store ends up
+    with the same episodes in the same order, and a resume works the same.
+
+    A task gets as many attempts in flight as it would need if they all succeeded; a failed
+    attempt makes room for one more. Results that arrive ahead of their turn wait in memory
+    (at most the pool's queue depth).
+    """
+    need = cfg.episodes_per_task
+    order = [t for t in tasks if tally[t].kept < need and tally[t].attempts < max_attempts]
+    next_attempt = {t: tally[t].attempts for t in order}
+    unprocessed = dict.fromkeys(order, 0)  # dispatched, not yet recorded
+    failed = dict.fromkeys(order, 0)  # finished as failures, not yet recorded
+    ready: dict[str, dict[int, tuple]] = {t: {} for t in order}
+    finished: set[str] = set()
+    env_steps = 0
+
+    def next_call() -> tuple | None:
+        for task in order:
+            t = tally[task]
+            if task in finished or next_attempt[task] >= max_attempts:
+                continue
+            if t.kept + unprocessed[task] - failed[task] < need:
+                attempt = next_attempt[task]
+                next_attempt[task] += 1
+                unprocessed[task] += 1
+                seed, params = _attempt(cfg, ranges, task, attempt)
+                return ((task, attempt, seed, params), "collect",
+                        (task, attempt, seed, params.to_dict(), float(cfg.action_noise_std),
+                         bool(cfg.stop_on_success)), {})
+        return None
+
+    cursor = 0
+    for (task, attempt, seed, params), (steps, success) in pool.run(next_call):
+        env_steps += len(steps["action"])
+        if task in finished:
+            continue  # a speculative attempt past what the task needed
+        ready[task][attempt] = (seed, params, steps, success)
+        failed[task] += not success
+        while cursor < len(order):  # record everything whose turn has come
+            task = order[cursor]
+            t = tally[task]
+            if t.kept >= need or t.attempts >= max_attempts:
+                finished.add(task)
+                ready[task].clear()
+                cursor += 1
+                continue
+            if t.attempts not in ready[task]:
+                break
+            seed, params, steps, success = ready[task].pop(t.attempts)
+            unprocessed[task] -= 1
+            failed[task] -= not success
+            record(task, t.attempts, seed, params, steps, success)
+    return env_steps

@@ -16,6 +16,7 @@ from omegaconf import MISSING
 
 from robolearn.deploy import DeployConfig
 from robolearn.evaluate import EvaluateConfig
+from robolearn.raycluster import RayConfig, RayTrainConfig
 
 # Policy-config fields the trainer fills in from the dataset (not user options).
 DATA_FIELDS = ("obs_dim", "action_dim", "num_tasks")
@@ -52,6 +53,7 @@ class CollectConfig:
     randomize: RandomizationConfig = field(default_factory=RandomizationConfig)
     overwrite: bool = False  # replace an existing store at `out` instead of resuming it
     background_writer: bool = True  # commit episodes from a writer process while simulating
+    ray: RayConfig = field(default_factory=RayConfig)  # rollouts on Ray actors (num_workers=0: here)
     run_dir: str = ""  # where config/log/summary go (default outputs/collect/<time>)
 
 
@@ -109,6 +111,8 @@ class TrainOptions:
     overwrite: bool = False  # start `out` over even if it has checkpoints
     tensorboard: bool = True  # also write TensorBoard events to <out>/tb
     progress: bool = True  # progress bar on the terminal
+    trainer: str = "local"  # local (this process) | ray (Ray Train TorchTrainer, DDP, restarts)
+    ray: RayTrainConfig = field(default_factory=RayTrainConfig)  # trainer=ray: cluster, workers
 
 
 @dataclass
@@ -119,13 +123,26 @@ class TrainConfig(TrainOptions):
     policy: Any = MISSING  # policy group: flow_matching | regression | diffusion (+ its fields)
 
 
-def _pipeline_train() -> TrainOptions:
-    return TrainOptions(dataset="${collect.out}", out="runs/mt10_${policy.name}", steps=6000,
-                        warmup_steps=300, val_every=500, checkpoint_every=2000, log_every=100)
+def _pipeline_ray_train() -> RayTrainConfig:
+    """The pipeline's training stage joins the cluster its top-level `ray` section names."""
+    return RayTrainConfig(address="${ray.address}", object_store_mb="${ray.object_store_mb}",
+                          dashboard="${ray.dashboard}",
+                          connect_timeout_s="${ray.connect_timeout_s}")  # type: ignore[arg-type]
 
 
-def _pipeline_evaluate() -> EvaluateConfig:
-    return EvaluateConfig(checkpoint="${train.out}", suite="${collect.suite}")
+def _pipeline_collect(**kw: Any) -> CollectConfig:
+    return CollectConfig(ray="${ray}", **kw)  # type: ignore[arg-type]
+
+
+def _pipeline_train(**kw: Any) -> TrainOptions:
+    base = dict(dataset="${collect.out}", out="runs/mt10_${policy.name}", steps=6000,
+                warmup_steps=300, val_every=500, checkpoint_every=2000, log_every=100)
+    return TrainOptions(**{**base, **kw}, ray=_pipeline_ray_train())
+
+
+def _pipeline_evaluate(**kw: Any) -> EvaluateConfig:
+    base = dict(checkpoint="${train.out}", suite="${collect.suite}")
+    return EvaluateConfig(**{**base, **kw}, ray="${ray}")  # type: ignore[arg-type]
 
 
 @dataclass
@@ -134,7 +151,8 @@ class PipelineConfig:
 
     defaults: list[Any] = field(default_factory=lambda: [{"policy": "flow_matching"}, "_self_"])
     policy: Any = MISSING  # policy group, as in `robolearn train`
-    collect: CollectConfig = field(default_factory=CollectConfig)  # as `robolearn collect`
+    ray: RayConfig = field(default_factory=RayConfig)  # Ray for every stage (collect/evaluate.ray)
+    collect: CollectConfig = field(default_factory=_pipeline_collect)  # as `robolearn collect`
     train: TrainOptions = field(default_factory=_pipeline_train)  # as `robolearn train`
     evaluate: EvaluateConfig = field(default_factory=_pipeline_evaluate)  # as `robolearn evaluate`
     run_dir: str = ""  # where config/log/summary/report go (default outputs/pipeline/<time>)
@@ -177,23 +195,21 @@ PRESETS: dict[str, dict[str, object]] = {
         checkpoint="expert", suite="MT1:reach-v3", episodes_per_task=2, num_envs=2
     ),
     "pipeline/debug": dict(
-        collect=CollectConfig(suite="MT1:reach-v3", episodes_per_task=4,
-                              out="data/debug_demos.zarr"),
-        train=TrainOptions(dataset="${collect.out}", out="runs/debug_${policy.name}", steps=20,
-                           batch_size=32, val_every=10, checkpoint_every=10, log_every=5,
-                           warmup_steps=5, tensorboard=False),
-        evaluate=EvaluateConfig(checkpoint="${train.out}", suite="${collect.suite}",
-                                episodes_per_task=2, num_envs=2, horizon=50),
+        collect=_pipeline_collect(suite="MT1:reach-v3", episodes_per_task=4,
+                                  out="data/debug_demos.zarr"),
+        train=_pipeline_train(out="runs/debug_${policy.name}", steps=20, batch_size=32,
+                              val_every=10, checkpoint_every=10, log_every=5, warmup_steps=5,
+                              tensorboard=False),
+        evaluate=_pipeline_evaluate(episodes_per_task=2, num_envs=2, horizon=50),
     ),
     # MT50: 50 demos per task, 20k steps, 20 held-out goals per task. Measured on 2 CPU cores:
     # 21 min end to end, mean success 0.854 (README); a GPU shortens the training part.
     "pipeline/mt50": dict(
-        collect=CollectConfig(suite="MT50", episodes_per_task=50, out="data/mt50_demos.zarr"),
-        train=TrainOptions(dataset="${collect.out}", out="runs/mt50_${policy.name}",
-                           steps=20000, warmup_steps=1000, val_every=2000,
-                           checkpoint_every=5000),
-        evaluate=EvaluateConfig(checkpoint="${train.out}", suite="${collect.suite}",
-                                episodes_per_task=20),
+        collect=_pipeline_collect(suite="MT50", episodes_per_task=50,
+                                  out="data/mt50_demos.zarr"),
+        train=_pipeline_train(out="runs/mt50_${policy.name}", steps=20000, warmup_steps=1000,
+                              val_every=2000, checkpoint_every=5000),
+        evaluate=_pipeline_evaluate(episodes_per_task=20),
     ),
     "deploy/debug": dict(policy="runs/debug_flow_matching", task="reach-v3", episodes=2,
                          max_steps=50, out="data/debug_real.zarr"),

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -34,6 +35,7 @@ import numpy as np
 from omegaconf import MISSING
 
 from robolearn import stats
+from robolearn.raycluster import RayConfig, cfg_get, ray_session, uses_ray
 
 if TYPE_CHECKING:
     import sim
@@ -274,6 +276,7 @@ def evaluate_agent(
     videos_per_task: int = 1,
     video_size: int = 224,
     progress: bool = True,
+    pool: Any = None,
 ) -> EvalResult:
     """Rolls ``agent`` out on every task of a suite split under the Meta-World protocol.
 
@@ -291,6 +294,10 @@ def evaluate_agent(
         videos_per_task: Episodes recorded per task when ``video_dir`` is set.
         video_size: Video width and height in pixels (rendering is slow without a GPU).
         progress: Show a tqdm bar over episodes.
+        pool: A :class:`robolearn.rollouts.RolloutPool` whose actors run the batches (each
+            with its own copy of the agent, loaded from the pool's agent spec); ``None`` runs
+            them here with ``agent``. The batches, their seeds and so the results are the
+            same either way.
 
     Returns:
         The :class:`EvalResult`.
@@ -340,32 +347,57 @@ def evaluate_agent(
         total=len(tasks) * episodes_per_task, desc=f"evaluate {suite.name}", unit="ep",
         disable=not progress,
     )
+    # The units of work: lock-step batches of `batch` episodes of one task, in a fixed order.
+    units = [(task, list(range(start, min(start + batch, episodes_per_task))))
+             for task in tasks for start in range(0, episodes_per_task, batch)]
     try:
-        for task in tasks:
-            envs = [
-                sim.make_env(
-                    task, goal_observable=suite.goal_observable,
-                    **(dict(render_mode="rgb_array", camera_name="corner", width=video_size,
-                            height=video_size) if j < render_slots else {}),
-                )
-                for j in range(batch)
-            ]
-            try:
-                for start in range(0, episodes_per_task, batch):
-                    episodes = list(range(start, min(start + batch, episodes_per_task)))
-                    out, steps = _run_batch(
-                        agent, task, envs[: len(episodes)], episodes,
-                        [seeds[task][i] for i in episodes], horizon=horizon,
-                        record=[record and i < videos_per_task for i in episodes],
-                        video_dir=video_dir, bar=bar,
+        if pool is None:
+            for task in tasks:
+                envs = [
+                    sim.make_env(
+                        task, goal_observable=suite.goal_observable,
+                        **(dict(render_mode="rgb_array", camera_name="corner", width=video_size,
+                                height=video_size) if j < render_slots else {}),
                     )
-                    records += out
-                    env_steps += steps
-            finally:
-                for env in envs:
-                    env.close()
-            done = [r.success for r in records if r.task == task]
-            log.info("%s: success %d/%d", task, sum(done), len(done))
+                    for j in range(batch)
+                ]
+                try:
+                    for _, episodes in (u for u in units if u[0] == task):
+                        out, steps = _run_batch(
+                            agent, task, envs[: len(episodes)], episodes,
+                            [seeds[task][i] for i in episodes], horizon=horizon,
+                            record=[record and i < videos_per_task for i in episodes],
+                            video_dir=video_dir, bar=bar,
+                        )
+                        records += out
+                        env_steps += steps
+                finally:
+                    for env in envs:
+                        env.close()
+                done = [r.success for r in records if r.task == task]
+                log.info("%s: success %d/%d", task, sum(done), len(done))
+        else:
+            calls = iter([
+                (k, "evaluate", (task, episodes, [seeds[task][i] for i in episodes]),
+                 dict(horizon=horizon, goal_observable=suite.goal_observable,
+                      record=[record and i < videos_per_task for i in episodes],
+                      video_size=video_size, batch=batch))
+                for k, (task, episodes) in enumerate(units)
+            ])
+            by_unit: dict[int, list[EpisodeRecord]] = {}
+            for k, (out, steps, videos) in pool.run(lambda: next(calls, None)):
+                for name, data in videos.items():
+                    (Path(video_dir) / name).write_bytes(data)
+                out = [dataclasses.replace(r, video=str(Path(video_dir) / Path(r.video).name))
+                       if r.video else r for r in out]
+                by_unit[k] = out
+                env_steps += steps
+                bar.update(len(out))
+                bar.set_postfix(task=units[k][0], refresh=False)
+            records = [r for k in range(len(units)) for r in by_unit[k]]
+            for task in tasks:
+                done = [r.success for r in records if r.task == task]
+                log.info("%s: success %d/%d", task, sum(done), len(done))
     finally:
         bar.close()
     return EvalResult(
@@ -418,11 +450,13 @@ def _run_batch(
                 frames[j].append(envs[j].render())
             if info["success"]:  # Meta-World protocol: success at any step counts
                 success[j], steps[j], active[j] = True, t + 1, False
-                bar.update(1)
+                if bar is not None:
+                    bar.update(1)
         if not active.any():
             break
-    bar.update(int(active.sum()))
-    bar.set_postfix(task=task, refresh=False)
+    if bar is not None:
+        bar.update(int(active.sum()))
+        bar.set_postfix(task=task, refresh=False)
     records = []
     for j, (i, s) in enumerate(zip(episodes, seeds)):
         video = None
@@ -538,7 +572,8 @@ class EvaluateConfig:
     horizon: int = _HORIZON  # steps per episode (Meta-World: 500; lower only for smoke tests)
     video: bool = False  # write MP4s of the first episodes of each task into <out>/videos
     videos_per_task: int = 1  # episodes recorded per task when video=true
-    device: str = "auto"  # auto | cpu | cuda | cuda:N (policy inference)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (policy inference; Ray actors: cpu)
+    ray: RayConfig = field(default_factory=RayConfig)  # rollouts on Ray actors (num_workers=0: here)
     out: str = ""  # report directory (default: the run directory)
     run_dir: str = ""  # where config/log/summary go (default outputs/evaluate/<time>)
 
@@ -603,6 +638,36 @@ def load_agent(checkpoint: str, device: str = "auto") -> Agent:
     return load_policy(checkpoint, device=device)
 
 
+def _evaluate_one(cfg: Any, ray_cfg: Any, checkpoint: str, k: int, n: int, suite: sim.Suite,
+                  seeds: dict[str, list[int]], out: Path) -> dict[str, Any]:
+    """One checkpoint of :func:`run_evaluate`: load, check held-out goals, roll out."""
+    from robolearn.rollouts import checkpoint_files, rollout_pool
+
+    log.info("evaluating %s (%d/%d) on %s split=%s", checkpoint, k + 1, n, suite.name, cfg.split)
+    agent = load_agent(checkpoint, cfg.device)
+    train_info = dict(getattr(agent, "train_info", None) or {})
+    provenance = check_heldout_seeds(
+        cfg.seed, seeds, dataset=train_info.get("dataset"),
+        collect_seed=train_info.get("collect_seed"),
+    )
+    video_dir = None
+    if cfg.video:
+        video_dir = out / "videos" if n == 1 else out / "videos" / f"run{k}"
+    units = len(seeds) * -(-cfg.episodes_per_task // min(cfg.num_envs, cfg.episodes_per_task))
+    spec = {"checkpoint": checkpoint,
+            "device": "cpu" if cfg.device == "auto" else cfg.device}
+    if uses_ray(ray_cfg):
+        spec["files"] = checkpoint_files(checkpoint)
+    with rollout_pool(ray_cfg, what="robolearn evaluate", agent_spec=spec,
+                      max_workers=units) as pool:
+        result = evaluate_agent(
+            agent, suite, episodes_per_task=cfg.episodes_per_task, seed=cfg.seed,
+            split=cfg.split, num_envs=cfg.num_envs, horizon=cfg.horizon, video_dir=video_dir,
+            videos_per_task=cfg.videos_per_task, pool=pool,
+        )
+    return {"checkpoint": checkpoint, "train": provenance, **result.to_dict()}
+
+
 def run_evaluate(cfg: Any, run_dir: Path) -> dict[str, Any]:
     """``robolearn evaluate``: evaluates each checkpoint and writes the report.
 
@@ -630,25 +695,13 @@ def run_evaluate(cfg: Any, run_dir: Path) -> dict[str, Any]:
     seeds = eval_seeds(cfg.seed, tasks, cfg.episodes_per_task)
 
     runs: list[dict[str, Any]] = []
-    for k, checkpoint in enumerate(checkpoints):
-        log.info("evaluating %s (%d/%d) on %s split=%s", checkpoint, k + 1, len(checkpoints),
-                 suite.name, cfg.split)
-        agent = load_agent(checkpoint, cfg.device)
-        train_info = dict(getattr(agent, "train_info", None) or {})
-        provenance = check_heldout_seeds(
-            cfg.seed, seeds, dataset=train_info.get("dataset"),
-            collect_seed=train_info.get("collect_seed"),
-        )
-        video_dir = None
-        if cfg.video:
-            video_dir = out / "videos" if len(checkpoints) == 1 else out / "videos" / f"run{k}"
-        result = evaluate_agent(
-            agent, suite, episodes_per_task=cfg.episodes_per_task, seed=cfg.seed,
-            split=cfg.split, num_envs=cfg.num_envs, horizon=cfg.horizon, video_dir=video_dir,
-            videos_per_task=cfg.videos_per_task,
-        )
-        runs.append({"checkpoint": checkpoint, "train": provenance, **result.to_dict()})
-        del agent
+    ray_cfg = cfg_get(cfg, "ray")
+    with contextlib.ExitStack() as stack:
+        if uses_ray(ray_cfg):  # one Ray instance for every checkpoint of the command
+            stack.enter_context(ray_session(ray_cfg))
+        for k, checkpoint in enumerate(checkpoints):
+            runs.append(_evaluate_one(cfg, ray_cfg, checkpoint, k, len(checkpoints), suite, seeds,
+                                      out))
 
     matrix = np.array([[r["success_by_task"][t] for t in tasks] for r in runs])
     summary = stats.summarize(matrix)

@@ -32,6 +32,18 @@ def train_config(cfg: DictConfig) -> DictConfig:
 
 
 def run_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Runs the three stages; one Ray instance serves every stage that uses Ray."""
+    from robolearn.raycluster import ray_session, uses_ray
+
+    stages_use_ray = (uses_ray(cfg.collect.get("ray")) or uses_ray(cfg.evaluate.get("ray"))
+                      or cfg.train.get("trainer", "local") == "ray")
+    if not stages_use_ray:
+        return _run_stages(cfg, run_dir)
+    with ray_session(cfg.ray):
+        return _run_stages(cfg, run_dir)
+
+
+def _run_stages(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from rich.console import Console
 
     from robolearn.collect import collect

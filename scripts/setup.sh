@@ -14,7 +14,7 @@ stamp=.venv/.robolearn-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
   python -m pip install -q --upgrade pip
   python -c "import torch" 2>/dev/null || python -m pip install -q "${ROBOLEARN_TORCH:-torch==2.13.0}"
-  python -m pip install -q -e ".[dev,video]"
+  python -m pip install -q -e ".[dev,video,ray]"
   # robomimic's dataset classes (used to check our HDF5 export) need no torchvision, but its
   # package metadata asks for one, which would replace the CPU torch with a CUDA build. Install
   # it without dependencies here; `pip install robolearn[robomimic]` is the full extra.

@@ -64,7 +64,7 @@ def test_collect_export_import_end_to_end(tmp_path):
     summary = cli.run(
         "collect",
         [f"out={store}", f"run_dir={tmp_path}/run", "episodes_per_task=2",
-         "randomize.friction_scale=[0.8,1.2]", "background_writer=false"],
+         "randomize.friction_scale=[0.8,1.2]", "background_writer=false", "ray.num_workers=0"],
         preset="debug",
     )
     assert summary["episodes"] == 2

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cfg(out, **kw):
-    overrides = [f"out={out}", "background_writer=false"] + [f"{k}={v}" for k, v in kw.items()]
+    overrides = [f"out={out}", "background_writer=false", "ray.num_workers=0"] + [
+        f"{k}={v}" for k, v in kw.items()]
     return compose("collect", overrides, preset="debug")
 
 
@@ -73,7 +74,7 @@ def test_kill_minus_9_of_robolearn_collect_then_rerun(tmp_path):
     collect(_cfg(ref, episodes_per_task=n), progress=False)
     out = tmp_path / "crash.zarr"
     cmd = [sys.executable, "-m", "robolearn", "collect", "--preset", "debug", f"out={out}",
-           f"episodes_per_task={n}", f"run_dir={tmp_path}/runs"]
+           f"episodes_per_task={n}", f"run_dir={tmp_path}/runs", "ray.num_workers=0"]
     rng = np.random.default_rng(7)
     kills, committed = 0, 0
     for round_ in range(5):

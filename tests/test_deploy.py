@@ -147,7 +147,7 @@ def test_server_killed_mid_run_stops_and_keeps_recorded_episodes(tmp_path):
 def test_kill_minus_9_of_the_runner_keeps_committed_episodes(tmp_path):
     run = tmp_path / "policy"
     cli.run("pipeline", [f"collect.out={tmp_path}/demos.zarr", f"train.out={run}",
-                         "train.progress=false", "evaluate.episodes_per_task=1",
+                         "train.progress=false", "evaluate.episodes_per_task=1", "ray.num_workers=0",
                          f"run_dir={tmp_path}/p"], preset="debug")
     out = tmp_path / "real.zarr"
     cmd = [sys.executable, "-m", "robolearn", "deploy", f"policy={run}", "task=reach-v3",

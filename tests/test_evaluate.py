@@ -20,6 +20,7 @@ from robolearn.evaluate import (
     evaluate_agent,
     run_evaluate,
 )
+from robolearn.raycluster import RayConfig
 from tests.conftest import make_episode
 
 SUITE = "MT1:reach-v3"
@@ -139,7 +140,8 @@ def test_heldout_check_refuses_the_collect_seed():
 
 def _cfg(tmp_path, **kw):
     return EvaluateConfig(**{"suite": SUITE, "episodes_per_task": 2, "num_envs": 2,
-                             "out": str(tmp_path / "eval"), **kw})
+                             "out": str(tmp_path / "eval"), "ray": RayConfig(num_workers=0),
+                             **kw})
 
 
 def test_run_evaluate_writes_a_report_and_a_plot(tmp_path, capsys):

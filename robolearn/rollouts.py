@@ -1,0 +1,306 @@
+"""Whole-episode rollouts on a pool of Ray actors (collection and evaluation).
+
+Each actor owns a few envs (of the task it last ran) and, for evaluation, its own copy of the
+policy; one call runs whole episodes and returns them finished. Stepping envs one call at a
+time across the Ray boundary is slower than a plain loop; whole episodes per call are not.
+
+The pool keeps two calls queued per actor so no actor waits for the driver. A lost actor
+(killed, OOM, node gone) is replaced by a new one and the work it held is queued again; since
+an episode is a pure function of its (task, goal seed, task parameters), the re-run gives the
+same episode, and the caller commits results in a fixed order, so results do not depend on the
+number of workers or on failures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+QUEUE_PER_WORKER = 2
+
+
+class RolloutWorker:
+    """The actor: envs of its current task, an agent for evaluation, whole episodes per call."""
+
+    def __init__(self, agent_spec: dict[str, Any] | None = None) -> None:
+        import torch
+
+        # One actor per reserved CPU: keep torch to the threads Ray granted it.
+        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
+        self._agent_spec = agent_spec
+        self._agent: Any = None
+        self._envs: dict[tuple, list[Any]] = {}
+        self._experts: dict[tuple[str, float], Any] = {}
+        self._tmp = Path(tempfile.mkdtemp(prefix="robolearn_worker_"))
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    # ------------------------------------------------------------------ envs
+    def _env_batch(self, task: str, n: int, *, goal_observable: bool = True,
+                   render: int = 0, size: int = 224) -> list[Any]:
+        import sim
+
+        key = (task, n, goal_observable, render, size)
+        if key not in self._envs:
+            for envs in self._envs.values():  # keep one task's envs: memory stays flat on MT50
+                for env in envs:
+                    env.close()
+            self._envs = {key: [
+                sim.make_env(
+                    task, goal_observable=goal_observable,
+                    **(dict(render_mode="rgb_array", camera_name="corner", width=size,
+                            height=size) if j < render else {}),
+                )
+                for j in range(n)
+            ]}
+        return self._envs[key]
+
+    # ------------------------------------------------------------------ collection
+    def collect(self, task: str, attempt: int, seed: int, params: dict[str, Any],
+                noise_std: float, stop_on_success: bool) -> tuple[dict[str, np.ndarray], bool]:
+        """One scripted-expert episode (as :func:`robolearn.collect.rollout_expert`)."""
+        import sim
+        from robolearn.collect import rollout_expert
+
+        env = self._env_batch(task, 1)[0]
+        key = (task, float(noise_std))
+        if key not in self._experts:
+            self._experts = {key: sim.ScriptedExpert(task, noise_std=noise_std)}
+        env.set_params(sim.TaskParams.from_dict(params))
+        return rollout_expert(env, self._experts[key], seed, stop_on_success=stop_on_success)
+
+    # ------------------------------------------------------------------ evaluation
+    def _load_agent(self) -> Any:
+        if self._agent is None:
+            from robolearn.evaluate import load_agent
+
+            spec = dict(self._agent_spec or {})
+            files = spec.pop("files", None)
+            checkpoint = spec["checkpoint"]
+            if files:  # the driver's checkpoint, shipped through the object store
+                ckpt = self._tmp / "checkpoint"
+                ckpt.mkdir(exist_ok=True)
+                for name, data in files.items():
+                    (ckpt / name).write_bytes(data)
+                checkpoint = str(ckpt)
+            self._agent = load_agent(checkpoint, spec.get("device", "cpu"))
+        return self._agent
+
+    def evaluate(self, task: str, episodes: list[int], seeds: list[int], *, horizon: int,
+                 goal_observable: bool, record: list[bool], video_size: int,
+                 batch: int) -> tuple[list[Any], int, dict[str, bytes]]:
+        """One lock-step batch of evaluation episodes; MP4s come back as bytes."""
+        from robolearn.evaluate import _check_video_support, _run_batch
+
+        agent = self._load_agent()
+        render = sum(record)
+        if render:
+            _check_video_support()  # MUJOCO_GL=egl on a headless node
+        envs = self._env_batch(task, batch, goal_observable=goal_observable, render=render,
+                               size=video_size)
+        video_dir = self._tmp / "videos"
+        if render:
+            video_dir.mkdir(exist_ok=True)
+        records, steps = _run_batch(agent, task, envs[: len(episodes)], episodes, seeds,
+                                    horizon=horizon, record=record, video_dir=video_dir, bar=None)
+        videos = {}
+        for r in records:
+            if r.video:
+                p = Path(r.video)
+                videos[p.name] = p.read_bytes()
+                p.unlink()
+        return records, steps, videos
+
+
+class RolloutPool:
+    """``num_workers`` :class:`RolloutWorker` actors; :meth:`run` maps calls over them.
+
+    Args:
+        ray: the ``ray`` module (initialised).
+        num_workers: actors to start.
+        cpus_per_worker: CPUs each actor reserves.
+        agent_spec: what evaluation actors load (``{"checkpoint": ..., "files": ...}``).
+        max_replacements: lost actors replaced before giving up (default 2 per worker).
+    """
+
+    def __init__(self, ray: Any, num_workers: int, *, cpus_per_worker: float = 1.0,
+                 agent_spec: dict[str, Any] | None = None, max_replacements: int | None = None):
+        self.ray = ray
+        self.cpus = float(cpus_per_worker)
+        self._actor_cls = ray.remote(num_cpus=self.cpus, max_restarts=0)(RolloutWorker)
+        self._spec_ref = ray.put(agent_spec) if agent_spec is not None else None
+        self.max_replacements = (2 * num_workers if max_replacements is None
+                                 else max_replacements)
+        self.replaced = 0
+        self.actors = [self._new_actor() for _ in range(num_workers)]
+
+    def _new_actor(self) -> Any:
+        return self._actor_cls.remote(self._spec_ref)
+
+    def pids(self) -> list[int]:
+        return self.ray.get([a.pid.remote() for a in self.actors])
+
+    def run(
+        self,
+        next_call: Callable[[], tuple[Any, str, tuple, dict] | None],
+        *,
+        on_replace: Callable[[int, Exception], None] | None = None,
+    ) -> Iterator[tuple[Any, Any]]:
+        """Runs calls ``(key, method, args, kwargs)``; yields ``(key, result)`` as they finish.
+
+        ``next_call()`` is asked for more work whenever an actor's queue has room; it returns
+        ``None`` when it has nothing to submit *now* (it is asked again after each result, so
+        a caller can decide what to submit from the results it has seen). The run ends when
+        nothing is in flight and ``next_call()`` has nothing. A call whose actor died is re-run
+        on a replacement actor.
+        """
+        ray = self.ray
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+        lost_errors = (RayActorError, ActorDiedError, ActorUnavailableError)
+        inflight: dict[Any, tuple[int, Any, tuple]] = {}  # ref -> (actor slot, key, call)
+        load = [0] * len(self.actors)
+        retry: deque[tuple] = deque()
+
+        def submit(slot: int, call: tuple) -> None:
+            key, method, args, kwargs = call
+            ref = getattr(self.actors[slot], method).remote(*args, **kwargs)
+            inflight[ref] = (slot, key, call)
+            load[slot] += 1
+
+        while True:
+            while True:  # fill every actor's queue
+                slot = min(range(len(load)), key=load.__getitem__)
+                if load[slot] >= QUEUE_PER_WORKER:
+                    break
+                call = retry.popleft() if retry else next_call()
+                if call is None:
+                    break
+                submit(slot, call)
+            if not inflight:
+                return
+            done, _ = ray.wait(list(inflight), num_returns=1)
+            ref = done[0]
+            slot, key, call = inflight.pop(ref)
+            load[slot] -= 1
+            try:
+                result = ray.get(ref)
+            except lost_errors as e:
+                self._replace(slot, e, on_replace)
+                # everything queued on the dead actor fails too: re-queue it, in order
+                for other, (s, _, c) in list(inflight.items()):
+                    if s == slot:
+                        inflight.pop(other)
+                        load[slot] -= 1
+                        retry.append(c)
+                retry.appendleft(call)
+                continue
+            yield key, result
+
+    def _replace(self, slot: int, error: Exception,
+                 on_replace: Callable[[int, Exception], None] | None) -> None:
+        self.replaced += 1
+        if self.replaced > self.max_replacements:
+            raise RuntimeError(
+                f"{self.replaced} rollout actors were lost (limit {self.max_replacements}); "
+                f"last error: {error}. Check the Ray logs (/tmp/ray/session_latest/logs) for "
+                "OOM kills or crashes"
+            ) from None
+        log.warning("rollout actor %d was lost (%s); starting a replacement and re-queuing its "
+                    "work", slot, type(error).__name__)
+        with contextlib.suppress(Exception):
+            self.ray.kill(self.actors[slot])
+        self.actors[slot] = self._new_actor()
+        if on_replace is not None:
+            on_replace(slot, error)
+
+    def shutdown(self) -> None:
+        for a in self.actors:
+            with contextlib.suppress(Exception):
+                self.ray.kill(a)
+        self.actors = []
+
+
+def checkpoint_files(checkpoint: str) -> dict[str, bytes] | None:
+    """The files an actor needs to load a robolearn checkpoint (weights + config), or None for
+    agents that need no files (``expert``) or load by path (``robomimic:``)."""
+    from robolearn.checkpoint import CONFIG, WEIGHTS, resolve_checkpoint
+    from robolearn.evaluate import EXPERT
+
+    if checkpoint == EXPERT or checkpoint.startswith("robomimic:"):
+        return None
+    ckpt = resolve_checkpoint(checkpoint)
+    return {name: (ckpt / name).read_bytes() for name in (WEIGHTS, CONFIG)}
+
+
+def wait_for_workers(pool: RolloutPool, timeout: float = 120.0) -> float:
+    """Blocks until every actor answers; returns the seconds it took (start-up cost)."""
+    t0 = time.perf_counter()
+    refs = [a.pid.remote() for a in pool.actors]
+    ready, pending = pool.ray.wait(refs, num_returns=len(refs), timeout=timeout)
+    if pending:
+        raise RuntimeError(
+            f"{len(pending)} of {len(refs)} rollout actors did not start within {timeout:.0f} s; "
+            "the cluster may be busy with other jobs (see `ray status`)"
+        )
+    return time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def rollout_pool(
+    ray_cfg: Any,
+    *,
+    what: str,
+    agent_spec: dict[str, Any] | None = None,
+    max_workers: int | None = None,
+) -> Iterator[RolloutPool | None]:
+    """A :class:`RolloutPool` per ``ray_cfg`` (``None`` when ``ray.num_workers=0``).
+
+    Joins or starts Ray (once per command: an initialised Ray is reused), checks the cluster
+    has the CPUs asked for, starts the actors and waits until they answer.
+    """
+    from robolearn.raycluster import (
+        INSTALL_HINT,
+        cfg_get,
+        check_resources,
+        default_rollout_workers,
+        ray_session,
+        uses_ray,
+    )
+
+    if not uses_ray(ray_cfg):
+        yield None
+        return
+    if cfg_get(ray_cfg, "num_workers") is None and not cfg_get(ray_cfg, "address"):
+        try:
+            import ray  # noqa: F401
+        except ImportError:  # the default asks for Ray only if it is there
+            log.warning("%s: ray is not installed, so the rollouts run in this process (%s)",
+                        what, INSTALL_HINT)
+            yield None
+            return
+    with ray_session(ray_cfg) as ray:
+        n = default_rollout_workers(ray_cfg)
+        if max_workers is not None:
+            n = max(1, min(n, max_workers))  # no idle actors when there is less work
+        cpus = float(cfg_get(ray_cfg, "cpus_per_worker", 1.0))
+        check_resources(what, n, cpus)
+        pool = RolloutPool(ray, n, cpus_per_worker=cpus, agent_spec=agent_spec)
+        try:
+            secs = wait_for_workers(pool)
+            log.info("%s: %d Ray rollout actor(s) ready in %.1f s", what, n, secs)
+            yield pool
+        finally:
+            pool.shutdown()
