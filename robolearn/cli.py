@@ -61,6 +61,9 @@ Overrides use hydra's grammar, e.g.
   robolearn evaluate checkpoints=[runs/a,runs/b,runs/c] video=true
   robolearn evaluate checkpoint=expert suite=MT50
   robolearn evaluate checkpoint=robomimic:<run>/models/model_epoch_60.pth   # in .venv-robomimic
+  robolearn collect ray.num_workers=0 ...              # in this process (default: Ray actors)
+  robolearn evaluate checkpoint=runs/mt10_fm ray.address=HEAD:6379 ray.num_workers=32
+  robolearn train trainer=ray ray.num_workers=2 dataset=demos.zarr out=runs/mt10_fm
   robolearn deploy policy=runs/mt10_flow_matching robot=twin task=push-v3 episodes=10
   robolearn serve-robot --backend twin --task push-v3 --port 5555 --token $TOKEN
   robolearn deploy policy=runs/mt10_flow_matching robot=remote remote.port=5555 task=push-v3
@@ -375,11 +378,12 @@ def _describe(command: str) -> str:
     import re
 
     def walk(cls: type, prefix: str) -> list[str]:
-        notes = {}
-        for line in inspect.getsource(cls).splitlines():
-            m = re.match(r"\s*(\w+):.*?#\s*(.*)$", line)
-            if m:
-                notes[m.group(1)] = m.group(2)
+        notes: dict[str, str] = {}
+        for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+            for line in inspect.getsource(klass).splitlines():  # subclasses' notes win
+                m = re.match(r"\s*(\w+):.*?#\s*(.*)$", line)
+                if m:
+                    notes[m.group(1)] = m.group(2)
         defaults = OmegaConf.to_container(OmegaConf.structured(cls), throw_on_missing=False)
         out = []
         for f in dataclasses.fields(cls):

@@ -665,7 +665,9 @@ def _evaluate_one(cfg: Any, ray_cfg: Any, checkpoint: str, k: int, n: int, suite
             split=cfg.split, num_envs=cfg.num_envs, horizon=cfg.horizon, video_dir=video_dir,
             videos_per_task=cfg.videos_per_task, pool=pool,
         )
-    return {"checkpoint": checkpoint, "train": provenance, **result.to_dict()}
+        workers = 0 if pool is None else len(pool.actors)
+    return {"checkpoint": checkpoint, "train": provenance, "ray_workers": workers,
+            **result.to_dict()}
 
 
 def run_evaluate(cfg: Any, run_dir: Path) -> dict[str, Any]:
@@ -810,7 +812,10 @@ def _print_table(report: dict[str, Any], matrix: np.ndarray) -> None:
             console.print(f"run{k}: {r['checkpoint']}")
     steps = sum(r["env_steps"] for r in runs)
     secs = sum(r["seconds"] for r in runs)
-    console.print(f"{steps} env steps in {secs:.1f} s ({steps / max(secs, 1e-9):.0f} steps/s)")
+    workers = runs[0].get("ray_workers", 0)
+    where = f"on {workers} Ray actors" if workers else "in this process"
+    console.print(f"{steps} env steps in {secs:.1f} s ({steps / max(secs, 1e-9):.0f} steps/s "
+                  f"{where})")
     console.print(f"report: {report['files']['report']}")
     console.print(f"plot:   {report['files']['plot']}")
     videos = [v for r in runs for v in r["videos"]]
