@@ -361,7 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from robolearn.deploy import DeployFault
         from robolearn.raycluster import RayClusterError
 
-        if isinstance(e, RayClusterError):
+        ray_errors: tuple[type, ...] = (RayClusterError,)
+        if "robolearn.train_ray" in sys.modules:
+            ray_errors += (sys.modules["robolearn.train_ray"].RayTrainingError,)
+        if isinstance(e, ray_errors):
             print(f"robolearn {command}: error: {e}", file=sys.stderr)
             return 1
         if not isinstance(e, DeployFault):

@@ -6,18 +6,30 @@ plain: sample windows → ``policy.compute_loss`` → AdamW step → EMA update;
 held-out episodes; checkpoints (safetensors + JSON) that :func:`robolearn.load_policy` loads;
 exact resume (weights, EMA, optimiser, scheduler, step and every RNG).
 
-Batch size semantics: ``batch_size`` windows per optimiser step in this process. The learning
-rate is used as given, never rescaled.
+``trainer=local`` runs it in this process; ``trainer=ray`` runs the same :class:`Trainer` in
+every worker of a Ray Train ``TorchTrainer`` (:mod:`robolearn.train_ray`): the trainer knows its
+rank and world size, all-reduces gradients (DDP) when there is more than one worker, and calls
+``on_checkpoint`` after each checkpoint so Ray can keep a copy.
+
+Batch size semantics: ``batch_size`` windows per optimiser step *per process*; with ``W`` Ray
+workers an optimiser step sees ``W × batch_size`` windows (gradients averaged across workers).
+The learning rate is used as given, never rescaled.
+
+Run directories (the same for both trainers): a new ``out`` starts a run; the same command
+again after a crash resumes from the newest checkpoint; a finished run (checkpoint at
+``steps``) is refused unless ``overwrite=true`` (start over) or a larger ``steps=``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -33,6 +45,7 @@ from robolearn.checkpoint import (
     CheckpointError,
     optimizer_from_flat,
     optimizer_to_flat,
+    read_config,
     read_training_state,
     resolve_checkpoint,
     save_checkpoint,
@@ -40,6 +53,14 @@ from robolearn.checkpoint import (
 from robolearn.data import EpisodeStore, SequenceSampler, split_episodes
 
 log = logging.getLogger(__name__)
+
+TRAINERS = ("local", "ray")
+
+# on_checkpoint(step, checkpoint dir (rank 0; None on the other ranks), metrics): every rank
+# calls it at the same steps, so it may synchronise (Ray's report is a barrier).
+CheckpointHook = Callable[[int, "Path | None", dict[str, float]], None]
+# on_log(step, metrics): rank 0, every log_every steps.
+LogHook = Callable[[int, dict[str, float]], None]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -79,6 +100,8 @@ class TrainResult:
     steps_per_s: float
     final_train_loss: float
     final_val_loss: float | None
+    resumed_from: int | None = None  # the step this command resumed from (None: a fresh start)
+    restarts: int = 0  # worker failures survived (trainer=ray), each resumed from a checkpoint
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -119,36 +142,95 @@ class MetricsLog:
             self._tb.close()
 
 
+class _NoMetrics:
+    """What ranks other than 0 log: nothing (rank 0 writes the run directory)."""
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _LossModule(torch.nn.Module):
+    """``forward(batch) = policy.compute_loss(batch)``: what DDP wraps, so its hooks all-reduce
+    the gradients of every policy parameter during ``backward``."""
+
+    def __init__(self, policy: torch.nn.Module):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.policy.compute_loss(batch)
+
+
+def check_options(cfg: DictConfig) -> None:
+    """The trainer's own option checks (cheap: run before any data is loaded or Ray started)."""
+    if cfg.trainer not in TRAINERS:
+        raise ValueError(unknown_trainer_message(cfg.trainer))
+    if cfg.amp not in ("none", "bf16"):
+        raise ValueError(f"Got amp={cfg.amp!r}, expected 'none' or 'bf16'")
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise ValueError(f"Got steps={cfg.steps}, batch_size={cfg.batch_size}; both must be >= 1")
+    for key in ("checkpoint_every", "log_every", "val_every", "keep_checkpoints"):
+        if cfg[key] < 1:
+            raise ValueError(f"Got {key}={cfg[key]}, expected >= 1")
+
+
+def unknown_trainer_message(name: str) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(str(name), TRAINERS, n=1, cutoff=0.3)
+    hint = f" Did you mean trainer={match[0]}?" if match else ""
+    return (f"unknown trainer={name!r}.{hint} Available: local (this process), ray (Ray Train "
+            "TorchTrainer: DDP workers, restarts from checkpoints)")
+
+
+def policy_config_for(cfg: DictConfig, store: EpisodeStore) -> Any:
+    """The policy config a train config gives on ``store`` (sizes and task count from it)."""
+    policy_fields = OmegaConf.to_container(cfg.policy, resolve=True)
+    name = policy_fields.pop("name")
+    return make_config(name, obs_dim=store.obs_dim, action_dim=store.action_dim,
+                       num_tasks=len(store.tasks), **policy_fields)
+
+
 class Trainer:
     """Builds the policy, data and optimiser from a train config; :meth:`run` trains.
+
+    One instance per process. Under Ray Train each worker builds one with its ``rank`` and
+    ``world_size``: the weights start equal on every rank (same seed), each rank samples its own
+    windows (numpy stream ``seed`` on rank 0, ``[seed, rank]`` elsewhere; the flow/diffusion
+    noise likewise), gradients are averaged across ranks by DDP, and only rank 0 writes the run
+    directory (metrics, TensorBoard, checkpoints in the one format). Checkpoints hold every
+    rank's RNG state, so a restart continues each rank's streams.
 
     Example:
         >>> cfg = robolearn.cli.compose("train", ["dataset=demos.zarr", "steps=1000"])
         >>> result = Trainer(cfg, Path("runs/demo")).run()
     """
 
-    def __init__(self, cfg: DictConfig, run_dir: Path):
+    def __init__(self, cfg: DictConfig, run_dir: Path, *, rank: int = 0, world_size: int = 1,
+                 device: torch.device | str | None = None,
+                 on_checkpoint: CheckpointHook | None = None, on_log: LogHook | None = None):
+        check_options(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(cfg.device)
+        self.rank, self.world_size = int(rank), int(world_size)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"Got rank={rank}, world_size={world_size}; expected 0 <= rank < "
+                             "world_size")
+        self.is_writer = self.rank == 0  # rank 0 alone writes the run directory
+        self.on_checkpoint, self.on_log = on_checkpoint, on_log
+        self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
         if cfg.num_threads > 0:
             torch.set_num_threads(cfg.num_threads)
-        if cfg.amp not in ("none", "bf16"):
-            raise ValueError(f"Got amp={cfg.amp!r}, expected 'none' or 'bf16'")
-        if cfg.steps < 1 or cfg.batch_size < 1:
-            raise ValueError(f"Got steps={cfg.steps}, batch_size={cfg.batch_size}; both must be >= 1")
-        torch.manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+        self.rng = np.random.default_rng(self._rank_seed())
 
         self.store = EpisodeStore.open(cfg.dataset, mode="r")
         if len(self.store) == 0:
             raise ValueError(f"{cfg.dataset} has no committed episodes to train on")
-        policy_fields = OmegaConf.to_container(cfg.policy, resolve=True)
-        name = policy_fields.pop("name")
-        self.policy_config = make_config(
-            name, obs_dim=self.store.obs_dim, action_dim=self.store.action_dim,
-            num_tasks=len(self.store.tasks), **policy_fields,
-        )
+        self.policy_config = policy_config_for(cfg, self.store)
         pc = self.policy_config
         self.train_eps, self.val_eps = split_episodes(
             self.store.task_ids(), cfg.val_fraction, seed=cfg.seed
@@ -157,7 +239,7 @@ class Trainer:
         self.sampler = SequenceSampler(self.store, pc.obs_horizon, pc.action_horizon, self.train_eps,
                                        arrays=arrays)
         self.val_batches = []
-        if len(self.val_eps):
+        if len(self.val_eps) and self.is_writer:
             val_sampler = SequenceSampler(self.store, pc.obs_horizon, pc.action_horizon,
                                           self.val_eps, arrays=arrays)
             val_rng = np.random.default_rng(cfg.seed + 1)
@@ -177,6 +259,34 @@ class Trainer:
         )
         self.ema = EMA(self.policy, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.step = 0
+        # The loss every rank backpropagates: the policy's own (one process), or through DDP,
+        # whose backward hooks all-reduce (average) the gradients across ranks.
+        self.compute_loss: Callable[[dict[str, torch.Tensor]], Any] = self.policy.compute_loss
+        if self.world_size > 1:
+            self._init_distributed()
+
+    def _rank_seed(self) -> int | list[int]:
+        return self.cfg.seed if self.rank == 0 else [self.cfg.seed, self.rank]
+
+    def _init_distributed(self) -> None:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        if not dist.is_initialized() or dist.get_world_size() != self.world_size:
+            raise RuntimeError(
+                f"Trainer(world_size={self.world_size}) needs an initialised torch.distributed "
+                "process group of that size; use trainer=ray (Ray Train sets it up)"
+            )
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # No buffer sync before every forward: the normalisers are fit identically on every
+        # rank (torch >= 2.13 names it forward_sync_buffers, older ones broadcast_buffers).
+        no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in
+                   inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers")
+        self.ddp = DistributedDataParallel(_LossModule(self.policy), device_ids=ids,
+                                           **{no_sync: False})
+        self.compute_loss = self.ddp
+        # Each rank its own flow/diffusion noise (the initial weights were drawn before this).
+        torch.manual_seed(int(np.random.SeedSequence(self._rank_seed()).generate_state(1)[0]))
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_config(self) -> dict[str, Any]:
@@ -201,27 +311,72 @@ class Trainer:
                 state[name] = t
         return state
 
-    def save(self) -> Path:
+    def rng_state(self) -> dict[str, Any]:
+        """This process's RNG streams (torch CPU, CUDA, numpy sampler)."""
+        return {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+                "numpy": self.rng.bit_generator.state}
+
+    def gather_rng_states(self) -> list[dict[str, Any]]:
+        """Every rank's :meth:`rng_state`, on every rank (a collective when world_size > 1).
+
+        With several ranks it also checks that their weights are still identical (what DDP's
+        gradient all-reduce guarantees): replicas that diverged stop the run here, on every
+        rank, instead of training on silently.
+        """
+        mine = self.rng_state()
+        if self.world_size == 1:
+            return [mine]
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            mine["weights_sum"] = float(sum(p.double().sum() for p in self.policy.parameters()))
+        everyone: list[Any] = [None] * self.world_size
+        dist.all_gather_object(everyone, mine)
+        sums = [st.pop("weights_sum") for st in everyone]
+        if len(set(sums)) != 1:
+            raise RuntimeError(
+                f"the {self.world_size} training processes hold different weights at step "
+                f"{self.step} (sums {sums}): the gradient all-reduce did not keep them in step. "
+                "Report this as a bug; trainer=local is not affected"
+            )
+        return everyone
+
+    def save(self, rng_states: list[dict[str, Any]] | None = None) -> Path:
+        """Write a checkpoint of the current step (rank 0's job); ``rng_states``: every rank's
+        streams from :meth:`gather_rng_states` (default: this process's only)."""
+        rng_states = rng_states or [self.rng_state()]
         tensors = {f"model.{k}": v for k, v in self.policy.state_dict().items()}
         if self.ema is not None:
             tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         opt_tensors, opt_meta = optimizer_to_flat(self.optimizer)
         tensors.update(opt_tensors)
-        tensors["rng.torch"] = torch.get_rng_state()
-        if torch.cuda.is_available():
-            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        numpy_states = {}
+        for r, st in enumerate(rng_states):  # rank 0 under the keys the local trainer uses
+            suffix = "" if r == 0 else f".rank{r}"
+            tensors[f"rng.torch{suffix}"] = st["torch"]
+            if st["cuda"] is not None:
+                tensors[f"rng.cuda{suffix}"] = st["cuda"]
+            if r:
+                numpy_states[str(r)] = st["numpy"]
         meta = {
             "step": self.step,
             "optimizer": opt_meta,
             "scheduler": self.scheduler.state_dict(),
-            "rng_numpy": self.rng.bit_generator.state,
+            "rng_numpy": rng_states[0]["numpy"],
+            "world_size": len(rng_states),
         }
+        if numpy_states:
+            meta["rng_numpy_ranks"] = numpy_states
         return save_checkpoint(
             self.run_dir, self.step, self.inference_state(), self.checkpoint_config(),
             training_tensors=tensors, training_json=meta, keep=self.cfg.keep_checkpoints,
         )
 
     def restore(self, ckpt: Path) -> None:
+        """Continue from a checkpoint: weights, EMA, optimiser, scheduler, step, and this rank's
+        RNG streams (a rank the checkpoint has none for, after a change of world size, gets fresh
+        streams seeded from (seed, rank, step))."""
         tensors, meta = read_training_state(ckpt)
         model = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
         self.policy.load_state_dict(model)
@@ -231,11 +386,21 @@ class Trainer:
             )
         optimizer_from_flat(self.optimizer, tensors, meta["optimizer"])
         self.scheduler.load_state_dict(meta["scheduler"])
-        torch.set_rng_state(tensors["rng.torch"])
-        if "rng.cuda" in tensors and torch.cuda.is_available():
-            torch.cuda.set_rng_state(tensors["rng.cuda"])
-        self.rng.bit_generator.state = meta["rng_numpy"]
         self.step = int(meta["step"])
+        suffix = "" if self.rank == 0 else f".rank{self.rank}"
+        numpy_state = (meta["rng_numpy"] if self.rank == 0
+                       else meta.get("rng_numpy_ranks", {}).get(str(self.rank)))
+        if f"rng.torch{suffix}" in tensors and numpy_state is not None:
+            torch.set_rng_state(tensors[f"rng.torch{suffix}"])
+            if f"rng.cuda{suffix}" in tensors and torch.cuda.is_available():
+                torch.cuda.set_rng_state(tensors[f"rng.cuda{suffix}"])
+            self.rng.bit_generator.state = numpy_state
+        else:
+            log.warning("%s has no RNG state for rank %d (written with world_size=%s); this rank "
+                        "draws fresh streams", ckpt, self.rank, meta.get("world_size", 1))
+            seq = np.random.SeedSequence([self.cfg.seed, self.rank, self.step])
+            torch.manual_seed(int(seq.generate_state(1)[0]))
+            self.rng = np.random.default_rng(seq)
         log.info("resumed %s at step %d", ckpt, self.step)
 
     # ------------------------------------------------------------------ the loop
@@ -255,15 +420,27 @@ class Trainer:
         self.policy.train()
         return float(np.mean(losses))
 
+    def _mean_over_ranks(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss averaged over ranks (for logging and the finiteness check every rank makes
+        alike: a NaN on one rank is a NaN on all, so they stop together)."""
+        if self.world_size == 1:
+            return loss
+        import torch.distributed as dist
+
+        mean = loss.detach().clone()
+        dist.all_reduce(mean, op=dist.ReduceOp.SUM)
+        return mean / self.world_size
+
     def run(self, until_step: int | None = None) -> TrainResult:
         """Train to ``cfg.steps`` (or stop early at ``until_step``, e.g. a time-boxed slice of a
         preemptible job; the LR schedule always spans ``cfg.steps``)."""
         cfg = self.cfg
         stop = cfg.steps if until_step is None else min(until_step, cfg.steps)
-        metrics = MetricsLog(self.run_dir, self.step, cfg.tensorboard)
+        metrics = (MetricsLog(self.run_dir, self.step, cfg.tensorboard) if self.is_writer
+                   else _NoMetrics())
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.amp == "bf16" else None
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.policy_config_name}",
-                   unit="step", disable=not cfg.progress)
+                   unit="step", disable=not (cfg.progress and self.is_writer and not self.on_log))
         self.policy.train()
         t0 = time.perf_counter()
         t_window, steps_window = t0, 0
@@ -276,12 +453,13 @@ class Trainer:
                 batch = to_device(self.sampler.sample(cfg.batch_size, self.rng), self.device)
                 if amp is not None:
                     with amp:
-                        loss, info = self.policy.compute_loss(batch)
+                        loss, info = self.compute_loss(batch)
                 else:
-                    loss, info = self.policy.compute_loss(batch)
-                if not torch.isfinite(loss):
+                    loss, info = self.compute_loss(batch)
+                mean_loss = self._mean_over_ranks(loss)
+                if not torch.isfinite(mean_loss):
                     raise FloatingPointError(
-                        f"training loss became {float(loss)} at step {self.step}; lower lr= "
+                        f"training loss became {float(mean_loss)} at step {self.step}; lower lr= "
                         f"(now {cfg.lr}) or check the dataset for outliers"
                     )
                 self.optimizer.zero_grad(set_to_none=True)
@@ -294,7 +472,7 @@ class Trainer:
                     self.ema.update()
                 self.step += 1
                 steps_window += 1
-                train_loss = loss.item()
+                train_loss = mean_loss.item()
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     now = time.perf_counter()
@@ -307,23 +485,36 @@ class Trainer:
                     m.update({f"train/{k}": float(v) for k, v in info.items() if k != "loss"})
                     metrics.write(self.step, m)
                     bar.set_postfix(loss=f"{train_loss:.4f}", steps_s=f"{rate:.1f}", refresh=False)
-                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                    if self.on_log is not None and self.is_writer:
+                        self.on_log(self.step, m)
+                if self.is_writer and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                     val_loss = self.validation_loss()
                     if val_loss is not None:
                         metrics.write(self.step, {"val/loss": val_loss})
                 if self.step % cfg.checkpoint_every == 0 or self.step == stop:
-                    ckpt = self.save()
+                    rng_states = self.gather_rng_states()  # every rank takes part
+                    saved = self.save(rng_states) if self.is_writer else None
+                    ckpt = saved or ckpt
+                    if self.on_checkpoint is not None:
+                        seconds = time.perf_counter() - t0
+                        info_ = {"step": self.step, "train/loss": train_loss,
+                                 "attempt_steps": self.step - start_step,
+                                 "attempt_seconds": seconds}
+                        if val_loss is not None:
+                            info_["val/loss"] = val_loss
+                        self.on_checkpoint(self.step, saved, info_)
         finally:
             bar.close()
             metrics.close()
         seconds = time.perf_counter() - t0
         done = self.step - start_step
-        if ckpt is None:
+        if ckpt is None and self.is_writer:
             ckpt = resolve_checkpoint(self.run_dir)
         return TrainResult(
             run_dir=self.run_dir, checkpoint=ckpt, steps=self.step, seconds=seconds,
             steps_per_s=done / seconds if seconds > 0 else 0.0,
             final_train_loss=train_loss, final_val_loss=val_loss,
+            resumed_from=start_step or None,
         )
 
     @property
@@ -338,55 +529,156 @@ def _episode_rows(ends: np.ndarray, episodes: np.ndarray) -> np.ndarray:
     return np.concatenate([np.arange(starts[e], ends[e]) for e in episodes])
 
 
+# ---------------------------------------------------------------------- run directories
+RUN_FILES = ("checkpoints", LATEST, "metrics.jsonl", "tb", "ray", "workers.jsonl")
+
+
+@dataclasses.dataclass
+class RunPlan:
+    """What a train command will do with its run directory (:func:`plan_run_dir`)."""
+
+    run_dir: Path
+    resume_from: Path | None  # the checkpoint to continue from; None: a fresh start
+    resume_step: int | None
+    clear: bool  # overwrite=true on a directory with a run in it: remove that run first
+    finished: bool = False  # resume=true on a finished run: nothing to train
+
+    def finished_result(self) -> TrainResult:
+        """The finished run's :class:`TrainResult` (its last logged losses), training nothing."""
+        assert self.resume_from is not None and self.resume_step is not None
+        last: dict[str, float] = {}
+        path = self.run_dir / "metrics.jsonl"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    last.update(json.loads(line))
+        val = last.get("val/loss")
+        return TrainResult(
+            run_dir=self.run_dir, checkpoint=self.resume_from, steps=self.resume_step,
+            seconds=0.0, steps_per_s=0.0, final_train_loss=float(last.get("train/loss", math.nan)),
+            final_val_loss=float(val) if val is not None else None,
+            resumed_from=self.resume_step,
+        )
+
+
 def default_run_dir(cfg: DictConfig) -> Path:
     return Path("runs") / f"{cfg.policy.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_run_dir(cfg: DictConfig) -> tuple[Path, Path | None]:
-    """The run directory and the checkpoint to resume from (None: a fresh start).
+def checkpoint_step(ckpt: Path) -> int:
+    return int(read_config(ckpt)["step"])
 
-    Refuses to clobber: a run dir with checkpoints needs ``resume=true`` (continue) or
-    ``overwrite=true`` (start over).
+
+def plan_run_dir(cfg: DictConfig) -> RunPlan:
+    """Decide, without touching anything, whether ``out`` starts, resumes or is refused.
+
+    - no checkpoint in ``out``: a fresh run (``resume=true`` is refused: nothing to resume);
+    - a checkpoint before ``steps``: resume from it, so the same command after a crash (or a
+      killed driver) continues where it stopped; ``resume=true`` says the same explicitly;
+    - a checkpoint at ``steps`` (a finished run): refused, unless ``overwrite=true`` (start over)
+      or a larger ``steps=`` (continue; the LR schedule then spans the new total); with
+      ``resume=true`` it is accepted as it is (nothing to train: the pipeline's second run);
+    - ``overwrite=true``: start over, removing the run's checkpoints and metrics.
     """
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    if cfg.resume and cfg.overwrite:
+        raise ValueError("Got resume=true and overwrite=true: pass one of them (resume=true "
+                         f"continues the run in {run_dir}, overwrite=true starts it over)")
     has_ckpt = (run_dir / LATEST).exists()
-    if cfg.resume:
-        if not has_ckpt:
+    if cfg.overwrite:
+        return RunPlan(run_dir, None, None, clear=any(
+            (run_dir / f).exists() or (run_dir / f).is_symlink() for f in RUN_FILES))
+    if not has_ckpt:
+        if cfg.resume:
             raise FileNotFoundError(
                 f"resume=true but {run_dir} has no checkpoint to resume from; drop resume=true "
                 "to start a new run there"
             )
-        return run_dir, resolve_checkpoint(run_dir)
-    if has_ckpt:
-        if not cfg.overwrite:
-            step = json.loads((resolve_checkpoint(run_dir) / "config.json").read_text())["step"]
-            raise FileExistsError(
-                f"{run_dir} already holds a run (checkpoint at step {step}); pass resume=true to "
-                "continue it or overwrite=true to start it over"
-            )
-        for sub in ("checkpoints", LATEST, "metrics.jsonl", "tb"):
-            p = run_dir / sub
+        return RunPlan(run_dir, None, None, clear=False)
+    ckpt = resolve_checkpoint(run_dir)
+    step = checkpoint_step(ckpt)
+    if step >= cfg.steps:
+        if cfg.resume:
+            return RunPlan(run_dir, ckpt, step, clear=False, finished=True)
+        raise FileExistsError(
+            f"{run_dir} holds a finished run (checkpoint at step {step}, steps={cfg.steps}); "
+            "pass overwrite=true to train it again from scratch, a larger steps= to continue "
+            "it, resume=true to accept it as it is, or another out= for a new run"
+        )
+    return RunPlan(run_dir, ckpt, step, clear=False)
+
+
+def apply_run_plan(plan: RunPlan) -> None:
+    """Carry out :func:`plan_run_dir`'s decision: clear an overwritten run, create the dir."""
+    if plan.clear:
+        for sub in RUN_FILES:
+            p = plan.run_dir / sub
             if p.is_symlink() or p.is_file():
                 p.unlink()
             elif p.is_dir():
                 shutil.rmtree(p)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, None
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    if plan.resume_from is not None:
+        log.info("resuming %s from its checkpoint at step %d", plan.run_dir, plan.resume_step)
+
+
+def prepare_run_dir(cfg: DictConfig) -> tuple[Path, Path | None]:
+    """The run directory and the checkpoint to resume from (None: a fresh start); see
+    :func:`plan_run_dir` for when a run starts, resumes or is refused."""
+    plan = plan_run_dir(cfg)
+    apply_run_plan(plan)
+    return plan.run_dir, plan.resume_from
+
+
+def check_resumable(cfg: DictConfig, ckpt: Path) -> None:
+    """Refuses, with the fix, to resume a checkpoint written for another policy config."""
+    with EpisodeStore.open(cfg.dataset, mode="r") as store:
+        want = json.loads(json.dumps(config_to_dict(policy_config_for(cfg, store))))
+    have = read_config(ckpt)["policy"]
+    if want != have:
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        raise CheckpointError(
+            f"cannot resume {ckpt}: it was written for another policy config (differs in "
+            f"{', '.join(diff)}). Pass the same policy options as the run in {ckpt.parent.parent} "
+            "to continue it, overwrite=true to start it over, or another out= for a new run"
+        )
+
+
+def finished(plan: RunPlan) -> TrainResult:
+    log.info("%s already finished (step %d); nothing to train (resume=true)", plan.run_dir,
+             plan.resume_step)
+    return plan.finished_result()
+
+
+def restore_or_explain(trainer: Trainer, ckpt: Path) -> None:
+    try:
+        trainer.restore(ckpt)
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(
+            f"cannot resume from {ckpt}: {e}. Was it written with a different policy config or "
+            "dataset? Pass overwrite=true to start the run over, or another out= for a new run"
+        ) from None
 
 
 def train(cfg: DictConfig) -> TrainResult:
-    """Train per ``cfg`` (a composed ``train`` config); returns where the checkpoint is."""
-    run_dir, resume_from = prepare_run_dir(cfg)
-    trainer = Trainer(cfg, run_dir)
-    if resume_from is not None:
-        try:
-            trainer.restore(resume_from)
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(
-                f"cannot resume from {resume_from}: {e}. Was it written with a different policy "
-                "config or dataset?"
-            ) from None
-        if trainer.step >= cfg.steps:
-            log.info("%s already finished (%d/%d steps); nothing to do", run_dir, trainer.step,
-                     cfg.steps)
+    """Train per ``cfg`` (a composed ``train`` config); returns where the checkpoint is.
+
+    ``trainer=local`` trains in this process; ``trainer=ray`` on Ray Train
+    (:func:`robolearn.train_ray.train_on_ray`). Both start, resume or refuse ``out`` alike
+    (:func:`plan_run_dir`) and write the same checkpoints.
+    """
+    check_options(cfg)
+    if cfg.trainer == "ray":
+        from robolearn.train_ray import train_on_ray
+
+        return train_on_ray(cfg)
+    plan = plan_run_dir(cfg)
+    if plan.finished:
+        return finished(plan)
+    if plan.resume_from is not None:
+        check_resumable(cfg, plan.resume_from)
+    apply_run_plan(plan)
+    trainer = Trainer(cfg, plan.run_dir)
+    if plan.resume_from is not None:
+        restore_or_explain(trainer, plan.resume_from)
     return trainer.run()

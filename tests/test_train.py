@@ -77,14 +77,52 @@ def test_checkpoint_contents_and_metrics(dataset, tmp_path):
     assert kept == ["step_0000006", "step_0000012"]
 
 
-def test_refuses_to_clobber_a_run_and_to_resume_nothing(dataset, tmp_path):
-    train(_cfg(dataset, tmp_path / "run"))
-    with pytest.raises(FileExistsError, match="resume=true"):
+def test_rerunning_resumes_an_unfinished_run_and_refuses_a_finished_one(dataset, tmp_path):
+    from robolearn.train import Trainer, prepare_run_dir
+
+    # a run that stopped after its step-6 checkpoint (a crash, a killed job) ...
+    first = _cfg(dataset, tmp_path / "run")
+    Trainer(first, prepare_run_dir(first)[0]).run(until_step=6)
+    # ... continues when the same command runs again (no resume=true needed) ...
+    result = train(_cfg(dataset, tmp_path / "run"))
+    assert result.steps == 12 and result.resumed_from == 6
+    train(_cfg(dataset, tmp_path / "one"))
+    (wa, _), (wb, _) = _weights(tmp_path / "one"), _weights(tmp_path / "run")
+    assert all((wa[k] == wb[k]).all() for k in wa)
+    steps = [x["step"] for x in map(json.loads, (tmp_path / "run" / "metrics.jsonl")
+                                    .read_text().splitlines()) if "train/loss" in x]
+    assert steps == [3, 6, 9, 12]
+    # ... and, finished, is refused (saying how to start over or continue) ...
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
+    with pytest.raises(FileExistsError, match="finished run .*step 12.*overwrite=true"):
         train(_cfg(dataset, tmp_path / "run"))
-    with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):
+    # ... or, with resume=true, accepted as it is: nothing trained (the pipeline's second run)
+    same = train(_cfg(dataset, tmp_path / "run", "resume=true"))
+    assert same.steps == 12 and same.final_train_loss == result.final_train_loss
+    assert same.final_val_loss == result.final_val_loss
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == metrics
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume.*drop resume=true"):
         train(_cfg(dataset, tmp_path / "empty", "resume=true"))
+    with pytest.raises(ValueError, match="resume=true and overwrite=true: pass one"):
+        train(_cfg(dataset, tmp_path / "run", "resume=true", "overwrite=true"))
     again = train(_cfg(dataset, tmp_path / "run", "overwrite=true", "steps=6"))
-    assert again.steps == 6
+    assert again.steps == 6 and again.resumed_from is None
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "step_0000006"]
+    # a larger steps= continues a finished run
+    more = train(_cfg(dataset, tmp_path / "run", "steps=9"))
+    assert more.steps == 9 and more.resumed_from == 6
+
+
+def test_resuming_with_another_policy_config_names_the_fix(dataset, tmp_path):
+    from robolearn.train import Trainer, prepare_run_dir
+
+    first = _cfg(dataset, tmp_path / "run")
+    Trainer(first, prepare_run_dir(first)[0]).run(until_step=6)
+    with pytest.raises(CheckpointError, match="another policy config .*overwrite=true"):
+        train(_cfg(dataset, tmp_path / "run", "policy.task_embed_dim=8"))
+    with pytest.raises(ValueError, match="unknown trainer='lcoal'. Did you mean trainer=local"):
+        train(_cfg(dataset, tmp_path / "run", "trainer=lcoal"))
 
 
 def test_load_policy_acts_single_and_batched(dataset, tmp_path):
