@@ -25,7 +25,7 @@ import sim
 from robolearn.data.store import EpisodeStore, StoreError
 from robolearn.data.writer import EpisodeWriter
 from robolearn.raycluster import cfg_get, check_reachable, uses_ray
-from robolearn.rollouts import rollout_pool
+from robolearn.rollouts import TaskAffinity, rollout_pool
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,9 @@ def collect(
         log.info("resuming %s: %d episodes present, %d to collect", out, resumed, todo)
     if todo == 0:
         ray_cfg = {"num_workers": 0}  # nothing to roll out: no need for Ray
-    # Ray first (its start-up overlaps nothing), then the writer process next to this one.
-    with rollout_pool(ray_cfg, what="robolearn collect", max_workers=max(1, todo)) as pool, \
-            EpisodeWriter(out, background=cfg.background_writer, wait_ready=False) as writer:
+    # The writer process first: its start-up (imports, opening the store) overlaps Ray's.
+    with EpisodeWriter(out, background=cfg.background_writer, wait_ready=False) as writer, \
+            rollout_pool(ray_cfg, what="robolearn collect", max_workers=max(1, todo)) as pool:
         startup = time.perf_counter() - t0
         t0 = time.perf_counter()
         bar = tqdm(total=todo, desc=f"collect {cfg.suite}", unit="ep", disable=not progress)
@@ -295,8 +295,9 @@ def _collect_on_ray(pool: Any, cfg: Any, tasks: list[str], tally: dict[str, Task
     with the same episodes in the same order, and a resume works the same.
 
     A task gets as many attempts in flight as it would need if they all succeeded; a failed
-    attempt makes room for one more. Results that arrive ahead of their turn wait in memory
-    (at most the pool's queue depth).
+    attempt makes room for one more. Each actor keeps to its own task while it has work
+    (:class:`~robolearn.rollouts.TaskAffinity`); results that arrive ahead of their turn wait
+    in memory, for at most ``2 × workers`` tasks ahead of the one being recorded.
     """
     need = cfg.episodes_per_task
     order = [t for t in tasks if tally[t].kept < need and tally[t].attempts < max_attempts]
@@ -305,24 +306,29 @@ def _collect_on_ray(pool: Any, cfg: Any, tasks: list[str], tally: dict[str, Task
     failed = dict.fromkeys(order, 0)  # finished as failures, not yet recorded
     ready: dict[str, dict[int, tuple]] = {t: {} for t in order}
     finished: set[str] = set()
+    affinity = TaskAffinity(order)
+    # Tasks ahead of the one being recorded that may start: bounds what waits in memory.
+    lookahead = 2 * len(pool.actors)
     env_steps = 0
-
-    def next_call() -> tuple | None:
-        for task in order:
-            t = tally[task]
-            if task in finished or next_attempt[task] >= max_attempts:
-                continue
-            if t.kept + unprocessed[task] - failed[task] < need:
-                attempt = next_attempt[task]
-                next_attempt[task] += 1
-                unprocessed[task] += 1
-                seed, params = _attempt(cfg, ranges, task, attempt)
-                return ((task, attempt, seed, params), "collect",
-                        (task, attempt, seed, params.to_dict(), float(cfg.action_noise_std),
-                         bool(cfg.stop_on_success)), {})
-        return None
-
     cursor = 0
+
+    def has_work(task: str) -> bool:
+        t = tally[task]
+        return (task not in finished and next_attempt[task] < max_attempts
+                and t.kept + unprocessed[task] - failed[task] < need)
+
+    def next_call(slot: int) -> tuple | None:
+        task = affinity.pick(slot, has_work, order[cursor:cursor + lookahead])
+        if task is None:
+            return None
+        attempt = next_attempt[task]
+        next_attempt[task] += 1
+        unprocessed[task] += 1
+        seed, params = _attempt(cfg, ranges, task, attempt)
+        return ((task, attempt, seed, params), "collect",
+                (task, attempt, seed, params.to_dict(), float(cfg.action_noise_std),
+                 bool(cfg.stop_on_success)), {})
+
     for (task, attempt, seed, params), (steps, success) in pool.run(next_call):
         env_steps += len(steps["action"])
         if task in finished:

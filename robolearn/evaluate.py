@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -377,15 +378,24 @@ def evaluate_agent(
                 done = [r.success for r in records if r.task == task]
                 log.info("%s: success %d/%d", task, sum(done), len(done))
         else:
-            calls = iter([
-                (k, "evaluate", (task, episodes, [seeds[task][i] for i in episodes]),
-                 dict(horizon=horizon, goal_observable=suite.goal_observable,
-                      record=[record and i < videos_per_task for i in episodes],
-                      video_size=video_size, batch=batch))
-                for k, (task, episodes) in enumerate(units)
-            ])
+            from robolearn.rollouts import TaskAffinity
+
+            pending = {t: deque(k for k, u in enumerate(units) if u[0] == t) for t in tasks}
+            affinity = TaskAffinity(list(tasks))
+
+            def next_call(slot: int) -> tuple | None:
+                task = affinity.pick(slot, lambda t: bool(pending[t]))
+                if task is None:
+                    return None
+                k = pending[task].popleft()
+                episodes = units[k][1]
+                return (k, "evaluate", (task, episodes, [seeds[task][i] for i in episodes]),
+                        dict(horizon=horizon, goal_observable=suite.goal_observable,
+                             record=[record and i < videos_per_task for i in episodes],
+                             video_size=video_size, batch=batch))
+
             by_unit: dict[int, list[EpisodeRecord]] = {}
-            for k, (out, steps, videos) in pool.run(lambda: next(calls, None)):
+            for k, (out, steps, videos) in pool.run(next_call):
                 for name, data in videos.items():
                     (Path(video_dir) / name).write_bytes(data)
                 out = [dataclasses.replace(r, video=str(Path(video_dir) / Path(r.video).name))

@@ -36,6 +36,12 @@ class RolloutWorker:
     def __init__(self, agent_spec: dict[str, Any] | None = None) -> None:
         import torch
 
+        # Everything an episode needs is imported (and the policy loaded) here, in the start-up
+        # the command pays once, not in the first episodes.
+        import robolearn.collect  # noqa: F401
+        import robolearn.evaluate  # noqa: F401
+        import sim  # noqa: F401
+
         # One actor per reserved CPU: keep torch to the threads Ray granted it.
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
         self._agent_spec = agent_spec
@@ -43,6 +49,8 @@ class RolloutWorker:
         self._envs: dict[tuple, list[Any]] = {}
         self._experts: dict[tuple[str, float], Any] = {}
         self._tmp = Path(tempfile.mkdtemp(prefix="robolearn_worker_"))
+        if agent_spec is not None:
+            self._load_agent()
 
     def pid(self) -> int:
         return os.getpid()
@@ -154,17 +162,18 @@ class RolloutPool:
 
     def run(
         self,
-        next_call: Callable[[], tuple[Any, str, tuple, dict] | None],
+        next_call: Callable[[int], tuple[Any, str, tuple, dict] | None],
         *,
         on_replace: Callable[[int, Exception], None] | None = None,
     ) -> Iterator[tuple[Any, Any]]:
         """Runs calls ``(key, method, args, kwargs)``; yields ``(key, result)`` as they finish.
 
-        ``next_call()`` is asked for more work whenever an actor's queue has room; it returns
-        ``None`` when it has nothing to submit *now* (it is asked again after each result, so
-        a caller can decide what to submit from the results it has seen). The run ends when
-        nothing is in flight and ``next_call()`` has nothing. A call whose actor died is re-run
-        on a replacement actor.
+        ``next_call(slot)`` is asked for more work whenever actor ``slot``'s queue has room
+        (so a caller can keep an actor on the task whose envs it already built, see
+        :class:`TaskAffinity`); it returns ``None`` when it has nothing to submit *now* (it is
+        asked again after each result, so a caller can decide what to submit from the results
+        it has seen). The run ends when nothing is in flight and ``next_call`` has nothing. A
+        call whose actor died is re-run on a replacement actor.
         """
         ray = self.ray
         from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
@@ -181,14 +190,13 @@ class RolloutPool:
             load[slot] += 1
 
         while True:
-            while True:  # fill every actor's queue
-                slot = min(range(len(load)), key=load.__getitem__)
-                if load[slot] >= QUEUE_PER_WORKER:
-                    break
-                call = retry.popleft() if retry else next_call()
-                if call is None:
-                    break
-                submit(slot, call)
+            for _ in range(QUEUE_PER_WORKER):  # fill every actor's queue, round-robin
+                for slot in range(len(load)):
+                    if load[slot] >= QUEUE_PER_WORKER:
+                        continue
+                    call = retry.popleft() if retry else next_call(slot)
+                    if call is not None:
+                        submit(slot, call)
             if not inflight:
                 return
             done, _ = ray.wait(list(inflight), num_returns=1)
@@ -231,6 +239,36 @@ class RolloutPool:
             with contextlib.suppress(Exception):
                 self.ray.kill(a)
         self.actors = []
+
+
+class TaskAffinity:
+    """Which task each actor works on: an actor stays on its task while that task has work,
+    then takes a task no other actor is on, and only then shares one. Building a task's env
+    (compiling its MuJoCo model) costs ~0.3 s per task and process; sharing every task between
+    all actors would pay that in every actor.
+
+    Args:
+        tasks: the tasks in their order of priority.
+    """
+
+    def __init__(self, tasks: list[str]):
+        self.tasks = list(tasks)
+        self.current: dict[int, str] = {}
+
+    def pick(self, slot: int, has_work: Callable[[str], bool],
+             candidates: list[str] | None = None) -> str | None:
+        """The task actor ``slot`` should get work of next, or None when no task has work."""
+        mine = self.current.get(slot)
+        if mine is not None and has_work(mine):
+            return mine
+        pool = self.tasks if candidates is None else candidates
+        taken = {t for s, t in self.current.items() if s != slot}
+        for prefer_free in (True, False):
+            for task in pool:
+                if has_work(task) and not (prefer_free and task in taken):
+                    self.current[slot] = task
+                    return task
+        return None
 
 
 def checkpoint_files(checkpoint: str) -> dict[str, bytes] | None:
