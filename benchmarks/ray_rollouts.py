@@ -130,7 +130,8 @@ def main() -> None:
         here_t, ray_t = rate((cmd, 0), "total_s"), rate((cmd, args.workers), "total_s")
         lines.append(f"| {cmd} | {here:.0f} | {ray_:.0f} | **{ray_ / here:.2f}** | "
                      f"{ray_t / here_t:.2f} |")
-    succ = {w: [x["mean_success"] for x in rows[("evaluate", w)]] for w in (0, args.workers)}
+    succ = {w: [round(x["mean_success"], 4) for x in rows[("evaluate", w)]]
+            for w in (0, args.workers)}
     lines += [
         "",
         f"Evaluation mean success, per round: here {succ[0]}, Ray {succ[args.workers]} "
