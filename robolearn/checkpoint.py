@@ -67,6 +67,17 @@ def save_checkpoint(
         (tmp / STATE_DIR).mkdir()
         save_file(_contiguous(training_tensors), str(tmp / STATE_DIR / "state.safetensors"))
         (tmp / STATE_DIR / "state.json").write_text(json.dumps(training_json or {}))
+    install_checkpoint(run_dir, tmp, final)
+    for old in sorted(p for p in ckpts.iterdir() if p.name.startswith("step_"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in ckpts.glob(".tmp_step_*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def install_checkpoint(run_dir: Path, tmp: Path, final: Path) -> None:
+    """Rename the fully written checkpoint directory ``tmp`` to ``final`` (under
+    ``run_dir/checkpoints``) and swap the run's ``checkpoint`` link to it atomically."""
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)
@@ -75,11 +86,6 @@ def save_checkpoint(
         link_tmp.unlink()
     os.symlink(final.relative_to(run_dir), link_tmp)
     os.replace(link_tmp, run_dir / LATEST)
-    for old in sorted(p for p in ckpts.iterdir() if p.name.startswith("step_"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    for stale in ckpts.glob(".tmp_step_*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    return final
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:

@@ -56,7 +56,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from robolearn.checkpoint import LATEST
+from robolearn.checkpoint import install_checkpoint
 from robolearn.data import EpisodeStore
 from robolearn.raycluster import (
     RayResourceError,
@@ -508,11 +508,4 @@ def _materialise(checkpoint: Any, run_dir: Path) -> None:
         final, tmp = ckpts / f"step_{step:07d}", ckpts / f".tmp_step_{step:07d}_{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(d, tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    link_tmp = run_dir / f".{LATEST}.tmp{os.getpid()}"
-    if link_tmp.is_symlink() or link_tmp.exists():
-        link_tmp.unlink()
-    os.symlink(final.relative_to(run_dir), link_tmp)
-    os.replace(link_tmp, run_dir / LATEST)
+    install_checkpoint(run_dir, tmp, final)
