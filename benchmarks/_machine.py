@@ -30,6 +30,19 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}, Python {sys.version.split()[0]}")
 
 
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of these processes together, in MB (gone ones count 0)."""
+    import psutil
+
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
 def write_result(name: str, title: str, body: str, command: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.md"

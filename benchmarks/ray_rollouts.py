@@ -24,19 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _machine import write_result  # noqa: E402
-
-
-def _rss_mb(pids: list[int]) -> float:
-    import psutil
-
-    total = 0
-    for pid in pids:
-        try:
-            total += psutil.Process(pid).memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 2**20
+from _machine import rss_mb, write_result  # noqa: E402
 
 
 def startup_cost() -> dict[str, float]:
@@ -53,7 +41,7 @@ def startup_cost() -> dict[str, float]:
         secs = time.perf_counter() - t0
         new = [p.pid for p in psutil.process_iter() if p.pid not in before]
         out = {"start_s": secs, "driver_rss_added_mb": (me.memory_info().rss - rss0) / 2**20,
-               "ray_processes": len(new), "ray_processes_rss_mb": _rss_mb(new)}
+               "ray_processes": len(new), "ray_processes_rss_mb": rss_mb(new)}
         ray.cluster_resources()
     return out
 

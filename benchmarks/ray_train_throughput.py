@@ -29,19 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _machine import write_result  # noqa: E402
-
-
-def rss_mb(pids: list[int]) -> float:
-    import psutil
-
-    total = 0
-    for pid in pids:
-        try:
-            total += psutil.Process(pid).memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total / 2**20
+from _machine import rss_mb, write_result  # noqa: E402
 
 
 def main() -> None:

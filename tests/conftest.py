@@ -27,6 +27,24 @@ def make_episode(seed: int, length: int | None = None, obs_dim: int = OBS_DIM,
     }
 
 
+# A policy small enough that a training step takes milliseconds (tests of the trainers).
+SMALL_POLICY = ["+policy.backbone_kwargs.hidden_dim=64", "+policy.backbone_kwargs.num_blocks=1",
+                "policy.action_horizon=4", "policy.action_exec_horizon=2",
+                "policy.task_embed_dim=4"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """12 synthetic episodes of 3 tasks: what the trainer tests train on."""
+    from robolearn.data import EpisodeStore
+
+    path = tmp_path_factory.mktemp("data") / "demos.zarr"
+    with EpisodeStore.create(path, OBS_DIM, ACTION_DIM) as s:
+        for i in range(12):
+            s.add_episode(make_episode(i), task=f"task-{i % 3}", seed=i)
+    return path
+
+
 @pytest.fixture
 def store_path(tmp_path):
     return tmp_path / "demos.zarr"

@@ -12,22 +12,8 @@ from safetensors.torch import load_file
 import robolearn
 from robolearn.checkpoint import CheckpointError
 from robolearn.cli import compose
-from robolearn.data import EpisodeStore
 from robolearn.train import train
-from tests.conftest import ACTION_DIM, OBS_DIM, make_episode
-
-SMALL_POLICY = ["+policy.backbone_kwargs.hidden_dim=64", "+policy.backbone_kwargs.num_blocks=1",
-                "policy.action_horizon=4",
-                "policy.action_exec_horizon=2", "policy.task_embed_dim=4"]
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "demos.zarr"
-    with EpisodeStore.create(path, OBS_DIM, ACTION_DIM) as s:
-        for i in range(12):
-            s.add_episode(make_episode(i), task=f"task-{i % 3}", seed=i)
-    return path
+from tests.conftest import ACTION_DIM, OBS_DIM, SMALL_POLICY
 
 
 def _cfg(dataset, out, *extra, policy="flow_matching"):
