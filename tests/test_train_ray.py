@@ -98,6 +98,26 @@ def _alive(pid):
     return True
 
 
+def _kill_worker_after_a_checkpoint(out, rank, killed):
+    """Starts a thread that SIGKILLs training worker ``rank`` of ``out``'s first attempt as soon
+    as Ray Train has registered a checkpoint; fills ``killed`` with its ``pid`` and that ``step``."""
+
+    def kill():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            attempts, registered = _attempts(out), _registered_steps(out)
+            if attempts and registered:
+                killed["step"] = max(registered)
+                killed["pid"] = attempts[0]["workers"][rank]["pid"]
+                os.kill(killed["pid"], signal.SIGKILL)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill, daemon=True)
+    killer.start()
+    return killer
+
+
 # ---------------------------------------------------------------------------- no Ray needed
 def test_unknown_trainer_and_bad_worker_counts_fail_before_ray_starts(dataset, tmp_path):
     with pytest.raises(ValueError, match="unknown trainer='rya'. Did you mean trainer=ray"):
@@ -212,19 +232,7 @@ def test_killed_worker_is_restarted_from_its_last_checkpoint(ray_local, dataset,
     out = tmp_path / "ray"
     killed: dict[str, int] = {}
 
-    def kill_rank0_after_a_checkpoint():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            attempts, registered = _attempts(out), _registered_steps(out)
-            if attempts and registered:
-                killed["step"] = max(registered)
-                killed["pid"] = attempts[0]["workers"][0]["pid"]
-                os.kill(killed["pid"], signal.SIGKILL)
-                return
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill_rank0_after_a_checkpoint, daemon=True)
-    killer.start()
+    killer = _kill_worker_after_a_checkpoint(out, 0, killed)
     result = train(_cfg(dataset, out, "trainer=ray", "ray.max_failures=1", *opts))
     killer.join(timeout=5)
     assert "pid" in killed, "the run finished before the worker could be killed"
@@ -273,19 +281,7 @@ def test_two_workers_ddp_survive_losing_rank_1_bit_exactly(ray_local, dataset, t
     out = tmp_path / "killed"
     killed: dict[str, int] = {}
 
-    def kill_rank1_after_a_checkpoint():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            attempts, registered = _attempts(out), _registered_steps(out)
-            if attempts and registered:
-                killed["step"] = max(registered)
-                killed["pid"] = attempts[0]["workers"][1]["pid"]
-                os.kill(killed["pid"], signal.SIGKILL)
-                return
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill_rank1_after_a_checkpoint, daemon=True)
-    killer.start()
+    killer = _kill_worker_after_a_checkpoint(out, 1, killed)
     result = train(_cfg(dataset, out, *opts))
     killer.join(timeout=5)
     assert "pid" in killed, "the run finished before the worker could be killed"
