@@ -48,7 +48,6 @@ class RolloutWorker:
         self._agent: Any = None
         self._envs: dict[tuple, list[Any]] = {}
         self._experts: dict[tuple[str, float], Any] = {}
-        self._tmp = Path(tempfile.mkdtemp(prefix="robolearn_worker_"))
         if agent_spec is not None:
             self._load_agent()
 
@@ -97,13 +96,15 @@ class RolloutWorker:
             spec = dict(self._agent_spec or {})
             files = spec.pop("files", None)
             checkpoint = spec["checkpoint"]
+            device = spec.get("device", "cpu")
             if files:  # the driver's checkpoint, shipped through the object store
-                ckpt = self._tmp / "checkpoint"
-                ckpt.mkdir(exist_ok=True)
-                for name, data in files.items():
-                    (ckpt / name).write_bytes(data)
-                checkpoint = str(ckpt)
-            self._agent = load_agent(checkpoint, spec.get("device", "cpu"))
+                # written to a temporary directory only to be loaded: the policy lives in memory
+                with tempfile.TemporaryDirectory(prefix="robolearn_ckpt_") as ckpt:
+                    for name, data in files.items():
+                        (Path(ckpt) / name).write_bytes(data)
+                    self._agent = load_agent(ckpt, device)
+            else:
+                self._agent = load_agent(checkpoint, device)
         return self._agent
 
     def evaluate(self, task: str, episodes: list[int], seeds: list[int], *, horizon: int,
@@ -118,17 +119,11 @@ class RolloutWorker:
             _check_video_support()  # MUJOCO_GL=egl on a headless node
         envs = self._env_batch(task, batch, goal_observable=goal_observable, render=render,
                                size=video_size)
-        video_dir = self._tmp / "videos"
-        if render:
-            video_dir.mkdir(exist_ok=True)
-        records, steps = _run_batch(agent, task, envs[: len(episodes)], episodes, seeds,
-                                    horizon=horizon, record=record, video_dir=video_dir, bar=None)
-        videos = {}
-        for r in records:
-            if r.video:
-                p = Path(r.video)
-                videos[p.name] = p.read_bytes()
-                p.unlink()
+        with tempfile.TemporaryDirectory(prefix="robolearn_videos_") as video_dir:
+            records, steps = _run_batch(agent, task, envs[: len(episodes)], episodes, seeds,
+                                        horizon=horizon, record=record, video_dir=Path(video_dir),
+                                        bar=None)
+            videos = {Path(r.video).name: Path(r.video).read_bytes() for r in records if r.video}
         return records, steps, videos
 
 
