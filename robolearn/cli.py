@@ -359,12 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except RuntimeError as e:
         from robolearn.deploy import DeployFault
-        from robolearn.raycluster import RayClusterError
+        from robolearn.raycluster import RayClusterError, RayTrainingError
 
-        ray_errors: tuple[type, ...] = (RayClusterError,)
-        if "robolearn.train_ray" in sys.modules:
-            ray_errors += (sys.modules["robolearn.train_ray"].RayTrainingError,)
-        if isinstance(e, ray_errors):
+        if isinstance(e, (RayClusterError, RayTrainingError)):
             print(f"robolearn {command}: error: {e}", file=sys.stderr)
             return 1
         if not isinstance(e, DeployFault):

@@ -64,6 +64,11 @@ class RayResourceError(ValueError):
     """A request for more resources than the cluster has."""
 
 
+class RayTrainingError(RuntimeError):
+    """A Ray Train run that failed for a reason other than a bad option or input (those keep
+    their own type: ValueError, FileNotFoundError, ...), after Ray's restarts."""
+
+
 def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
     """``cfg.key`` for a DictConfig, a dict or a dataclass; ``default`` when absent/None."""
     if cfg is None:

@@ -60,6 +60,7 @@ from robolearn.checkpoint import install_checkpoint
 from robolearn.data import EpisodeStore
 from robolearn.raycluster import (
     RayResourceError,
+    RayTrainingError,
     check_resources,
     describe_resources,
     ray_session,
@@ -79,11 +80,6 @@ log = logging.getLogger(__name__)
 
 WORKERS_LOG = "workers.jsonl"
 PROGRESS_EVERY_S = 10.0  # at most one progress line per this many seconds (and at the end)
-
-
-class RayTrainingError(RuntimeError):
-    """A Ray Train run that failed for a reason other than a bad option or input (those keep
-    their own type: ValueError, FileNotFoundError, ...), after Ray's restarts."""
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 A zarr commit costs tens of milliseconds here, about as long as a scripted Meta-World episode
 takes to simulate. The writer groups what arrives within a quarter of a second into one
-commit, so the cost is paid per batch, not per episode. :class:`EpisodeWriter` validates each episode in the caller (so bad data
-raises at the call site and nothing is written) and hands it over a pipe to a writer process
-that commits it with :meth:`EpisodeStore.add_episode`, while the caller goes on simulating.
+commit, so the cost is paid per batch, not per episode. :class:`EpisodeWriter` validates each
+episode in the caller (so bad data raises at the call site and nothing is written) and hands
+it over a pipe to a writer process that commits it with :meth:`EpisodeStore.add_episode`,
+while the caller goes on simulating.
 
 Crash semantics: an episode handed to the writer is committed even if the caller is then
 killed (``kill -9`` included): the writer sees the pipe close, commits every complete message
