@@ -10,8 +10,10 @@ same goal seeds the evaluator uses; the success rates should agree within noise.
 from __future__ import annotations
 
 import argparse
+import atexit
 import math
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +38,7 @@ def main() -> None:
     from sim import get_suite
 
     tmp = Path(tempfile.mkdtemp(prefix="robolearn-bench-"))
+    atexit.register(shutil.rmtree, tmp, True)
     rows = []
     for task in args.tasks.split(","):
         runner = load_policy(args.checkpoint, device="cpu")

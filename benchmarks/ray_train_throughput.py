@@ -19,7 +19,9 @@ Target (issue #4): ratio >= 0.85.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -52,6 +54,7 @@ def main() -> None:
     from robolearn.train import train
 
     tmp = Path(tempfile.mkdtemp(prefix="robolearn-ray-bench-"))
+    atexit.register(shutil.rmtree, tmp, True)
     base = [f"dataset={args.dataset}", f"policy={args.policy}", f"steps={args.steps}",
             f"checkpoint_every={args.steps}", f"val_every={args.steps}", "log_every=50",
             "tensorboard=false", "progress=false"]

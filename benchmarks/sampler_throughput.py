@@ -13,6 +13,8 @@ Target (issue #2): ratio >= 0.8.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
 import tempfile
 import time
@@ -61,8 +63,9 @@ def main() -> None:
     args = ap.parse_args()
     from robolearn.data import EpisodeStore, SequenceSampler
 
-    path = Path(args.dataset) if args.dataset else synthetic_store(
-        Path(tempfile.mkdtemp(prefix="robolearn-bench-")) / "synthetic.zarr")
+    tmp = tempfile.mkdtemp(prefix="robolearn-bench-")
+    atexit.register(shutil.rmtree, tmp, True)
+    path = Path(args.dataset) if args.dataset else synthetic_store(Path(tmp) / "synthetic.zarr")
     store = EpisodeStore.open(path)
     t0 = time.perf_counter()
     sampler = SequenceSampler(store, args.obs_horizon, args.action_horizon)

@@ -11,7 +11,9 @@ Target (issue #3): ratio >= 0.9.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -38,8 +40,9 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = compose("train", [f"dataset={args.dataset}", f"policy={args.policy}",
-                            f"out={tempfile.mkdtemp(prefix='robolearn-bench-')}",
+    tmp = tempfile.mkdtemp(prefix="robolearn-bench-")
+    atexit.register(shutil.rmtree, tmp, True)
+    cfg = compose("train", [f"dataset={args.dataset}", f"policy={args.policy}", f"out={tmp}",
                             "tensorboard=false", "progress=false"])
     t = Trainer(cfg, Path(cfg.out))
     B = cfg.batch_size

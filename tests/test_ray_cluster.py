@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -67,6 +68,8 @@ def head():
             if any(temp in part for part in (p.info["cmdline"] or []))]
     for p in left:  # whatever the head's processes left behind (a slow worker), by its temp dir
         p.kill()
+    psutil.wait_procs(left, timeout=10)
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def _robolearn(args, env=None, timeout=300):
