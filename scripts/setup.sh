@@ -14,7 +14,7 @@ stamp=.venv/.robolearn-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
   if ! python -c "import torch" 2>/dev/null; then  # a first install; an update takes little
     . scripts/_disk.sh
-    check_disk . "the robolearn venv (.venv)" 2.5 3.5
+    check_disk . "the robolearn venv (.venv)" 2.5 3
   fi
   python -m pip install -q --upgrade pip
   python -c "import torch" 2>/dev/null || python -m pip install -q "${ROBOLEARN_TORCH:-torch==2.13.0}"

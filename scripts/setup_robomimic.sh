@@ -19,7 +19,7 @@ stamp=$VENV/.robolearn-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup_robomimic.sh -nt "$stamp" ]; then
   if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
     . scripts/_disk.sh
-    check_disk . "the robomimic venv ($VENV, a CUDA build of torch)" 6.5 10
+    check_disk . "the robomimic venv ($VENV, a CUDA build of torch)" 6.5 7
   fi
   pip="$VENV/bin/python -m pip"
   $pip install -q --upgrade pip
