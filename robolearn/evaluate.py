@@ -37,6 +37,7 @@ from omegaconf import MISSING
 
 from robolearn import stats
 from robolearn.raycluster import RayConfig, cfg_get, ray_session, uses_ray
+from robolearn.rollouts import TaskAffinity, checkpoint_files, rollout_pool
 
 if TYPE_CHECKING:
     import sim
@@ -378,8 +379,6 @@ def evaluate_agent(
                 done = [r.success for r in records if r.task == task]
                 log.info("%s: success %d/%d", task, sum(done), len(done))
         else:
-            from robolearn.rollouts import TaskAffinity
-
             pending = {t: deque(k for k, u in enumerate(units) if u[0] == t) for t in tasks}
             affinity = TaskAffinity(list(tasks))
 
@@ -651,8 +650,6 @@ def load_agent(checkpoint: str, device: str = "auto") -> Agent:
 def _evaluate_one(cfg: Any, ray_cfg: Any, checkpoint: str, k: int, n: int, suite: sim.Suite,
                   seeds: dict[str, list[int]], out: Path) -> dict[str, Any]:
     """One checkpoint of :func:`run_evaluate`: load, check held-out goals, roll out."""
-    from robolearn.rollouts import checkpoint_files, rollout_pool
-
     log.info("evaluating %s (%d/%d) on %s split=%s", checkpoint, k + 1, n, suite.name, cfg.split)
     agent = load_agent(checkpoint, cfg.device)
     train_info = dict(getattr(agent, "train_info", None) or {})
