@@ -1,7 +1,7 @@
 """Rollout throughput on Ray actors vs one process: `robolearn collect` and `robolearn evaluate`.
 
 Both sides run the same command code on the same seeds (the Ray side gives the same episodes,
-tests/test_rollouts.py); only ``ray.num_workers`` differs: 0 (this process) vs N actors.
+tests/robolearn/test_rollouts.py); only ``ray.num_workers`` differs: 0 (this process) vs N actors.
 Throughput is env steps per second of rollouts; the local Ray instance's start-up (once per
 command) is measured apart, and the end-to-end ratio including it is reported too. Rounds
 alternate (here, Ray, here, Ray, ...) so machine drift hits both alike.

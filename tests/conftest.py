@@ -1,36 +1,14 @@
-"""Shared fixtures: tiny synthetic episodes, stores in tmp_path."""
+"""Shared fixtures: tiny synthetic episodes, stores in tmp_path (helpers: tests/support.py)."""
 
 from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 
+from tests.support import ACTION_DIM, OBS_DIM, make_episode
+
 os.environ.setdefault("MUJOCO_GL", "egl")
-
-OBS_DIM, ACTION_DIM = 5, 2
-
-
-def make_episode(seed: int, length: int | None = None, obs_dim: int = OBS_DIM,
-                 action_dim: int = ACTION_DIM) -> dict[str, np.ndarray]:
-    """A deterministic synthetic episode: a pure function of (seed, length)."""
-    rng = np.random.default_rng(seed)
-    T = int(length if length is not None else rng.integers(3, 40))
-    success = np.zeros(T, bool)
-    success[-1:] = True
-    return {
-        "obs": rng.normal(size=(T, obs_dim)).astype(np.float32),
-        "action": rng.uniform(-1, 1, size=(T, action_dim)).astype(np.float32),
-        "reward": rng.uniform(0, 10, size=T).astype(np.float32),
-        "success": success,
-    }
-
-
-# A policy small enough that a training step takes milliseconds (tests of the trainers).
-SMALL_POLICY = ["+policy.backbone_kwargs.hidden_dim=64", "+policy.backbone_kwargs.num_blocks=1",
-                "policy.action_horizon=4", "policy.action_exec_horizon=2",
-                "policy.task_embed_dim=4"]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from robolearn.data import EpisodeStore, StoreError
-from tests.conftest import ACTION_DIM, OBS_DIM, make_episode
+from tests.support import ACTION_DIM, OBS_DIM, make_episode
 
 
 def _snapshot(path):

@@ -1,6 +1,6 @@
 """Subprocess for the crash tests: appends deterministic episodes until a target count.
 
-Usage: python -m tests.data.crash_worker STORE TARGET {background|inline}
+Usage: python -m tests.robolearn.data.crash_worker STORE TARGET {background|inline}
 Episode i is make_episode(i) with seed=i, so any committed prefix can be checked exactly. Each
 episode first burns ~40 ms of CPU, standing in for simulating it.
 """
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from robolearn.data import EpisodeStore, EpisodeWriter
-from tests.conftest import ACTION_DIM, OBS_DIM, make_episode
+from tests.support import ACTION_DIM, OBS_DIM, make_episode
 
 
 def main() -> None:

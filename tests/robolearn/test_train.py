@@ -13,7 +13,7 @@ import robolearn
 from robolearn.checkpoint import CheckpointError
 from robolearn.cli import compose
 from robolearn.train import train
-from tests.conftest import ACTION_DIM, OBS_DIM, SMALL_POLICY
+from tests.support import ACTION_DIM, OBS_DIM, SMALL_POLICY
 
 
 def _cfg(dataset, out, *extra, policy="flow_matching"):

@@ -21,7 +21,7 @@ from robolearn.evaluate import (
     run_evaluate,
 )
 from robolearn.raycluster import RayConfig
-from tests.conftest import make_episode
+from tests.support import make_episode
 
 SUITE = "MT1:reach-v3"
 TASK = "reach-v3"

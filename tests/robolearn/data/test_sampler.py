@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from robolearn.data import SequenceSampler, split_episodes
-from tests.conftest import make_episode
+from tests.support import make_episode
 
 
 def reference_window(episodes, ep, t, To, Ta):

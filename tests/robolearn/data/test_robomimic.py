@@ -8,7 +8,7 @@ import pytest
 
 from robolearn.data import EpisodeStore, StoreError
 from robolearn.data.robomimic import export_robomimic, import_robomimic
-from tests.conftest import make_episode
+from tests.support import make_episode
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 
 from robolearn.data import EpisodeStore, EpisodeWriter, StoreError
 from robolearn.data.writer import decode_episode, encode_episode
-from tests.conftest import ACTION_DIM, OBS_DIM, make_episode
+from tests.support import ACTION_DIM, OBS_DIM, make_episode
 
 
 def test_wire_format_round_trip():

@@ -26,7 +26,7 @@ from robolearn.baselines.bc_rnn import (
     train_bc_rnn,
 )
 from robolearn.evaluate import load_agent
-from tests.conftest import make_episode
+from tests.support import make_episode
 
 TASKS = ("reach-v3", "push-v3", "pick-place-v3")
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from robolearn.data import EpisodeStore
-from tests.conftest import make_episode
+from tests.support import make_episode
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = 60
@@ -26,7 +26,7 @@ TARGET = 60
 
 def _start(path, mode):
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.data.crash_worker", str(path), str(TARGET), mode],
+        [sys.executable, "-m", "tests.robolearn.data.crash_worker", str(path), str(TARGET), mode],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )
 

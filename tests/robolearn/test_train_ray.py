@@ -26,7 +26,7 @@ from robolearn.cli import compose
 from robolearn.raycluster import RayResourceError, RayTrainConfig, ray_session
 from robolearn.train import train
 from robolearn.train_ray import experiment_name
-from tests.conftest import ACTION_DIM, OBS_DIM, SMALL_POLICY
+from tests.support import ACTION_DIM, OBS_DIM, SMALL_POLICY
 
 BASE = ["batch_size=16", "warmup_steps=2", "tensorboard=false", "progress=false",
         "num_threads=1", *SMALL_POLICY]
