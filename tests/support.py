@@ -5,7 +5,12 @@ Imported by tests as ``from tests.support import ...`` (conftest.py holds fixtur
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root (subprocesses of the tests run there)."""
 
 OBS_DIM, ACTION_DIM = 5, 2
 

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,6 @@ from omegaconf import OmegaConf
 from robolearn.cli import compose
 from robolearn.collect import collect, episode_seed
 from robolearn.data import EpisodeStore
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cfg(out, **kw):

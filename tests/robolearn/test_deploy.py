@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,6 @@ from robolearn import cli
 from robolearn.data import EpisodeStore
 from robolearn.deploy import DeployFault, run_deploy
 from tests.hardware.conftest import TOKEN, python_process, read_until
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class ScriptedPolicy:

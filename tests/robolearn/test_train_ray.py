@@ -27,10 +27,10 @@ from robolearn.raycluster import RayResourceError, RayTrainConfig, ray_session
 from robolearn.train import train
 from robolearn.train_ray import experiment_name
 from tests.support import ACTION_DIM, OBS_DIM, SMALL_POLICY
+from tests.support import ROOT as REPO
 
 BASE = ["batch_size=16", "warmup_steps=2", "tensorboard=false", "progress=false",
         "num_threads=1", *SMALL_POLICY]
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from robolearn.data import EpisodeStore
-from tests.support import make_episode
+from tests.support import ROOT, make_episode
 
-ROOT = Path(__file__).resolve().parents[2]
 TARGET = 60
 
 
