@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from policies.base import sinusoidal_embedding
+
+def sinusoidal_embedding(
+    t: Tensor, dim: int, min_period: float = 4e-3, max_period: float = 4.0
+) -> Tensor:
+    """(B,) times in [0, 1] → (B, dim) sin/cos features with geometrically spaced periods.
+
+    The periods span [min_period, max_period] as in pi0's `posemb_sincos`, so times in [0, 1]
+    are resolved finely (every policy here passes its time or step as a float in [0, 1]).
+    """
+    if dim % 2:
+        raise ValueError(f"Got time embedding dim={dim}, expected an even number")
+    fraction = torch.linspace(0.0, 1.0, dim // 2, device=t.device, dtype=torch.float32)
+    period = min_period * (max_period / min_period) ** fraction
+    angle = t.float()[:, None] * (2 * math.pi / period)[None, :]
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+
+
 
 # Fields a policy fills in from its own config; a user sets the rest via `backbone_kwargs`.
 POLICY_SET_FIELDS = ("action_dim", "action_horizon", "cond_dim", "generative")

@@ -16,16 +16,21 @@ simulation and on hardware.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from policies.backbones import BackboneConfig
+from policies.backbones import (
+    BACKBONES,
+    BackboneConfig,
+    backbone_config_class,
+    build_backbone,
+    make_backbone_config,
+    unknown_name_message,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +193,6 @@ class PolicyConfig:
     """"min_max" (to [-1, 1]) or "mean_std"."""
 
     def __post_init__(self) -> None:
-        # Imported here: backbones imports this module.
-        from policies.backbones import BACKBONES, unknown_name_message
-
         name = type(self).__name__
         for key in ("obs_dim", "action_dim", "num_tasks", "obs_horizon", "action_horizon"):
             _check_int(name, key, getattr(self, key), lo=1)
@@ -229,8 +231,6 @@ class PolicyConfig:
 
     def backbone_config(self, generative: bool) -> BackboneConfig:
         """The backbone's config dataclass with the dims filled in from this config."""
-        from policies.backbones import backbone_config_class, make_backbone_config
-
         backbone_config_class(self.backbone).check_kwargs(self.backbone_kwargs)
         return make_backbone_config(
             self.backbone,
@@ -407,22 +407,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def sinusoidal_embedding(
-    t: Tensor, dim: int, min_period: float = 4e-3, max_period: float = 4.0
-) -> Tensor:
-    """(B,) times in [0, 1] → (B, dim) sin/cos features with geometrically spaced periods.
-
-    The periods span [min_period, max_period] as in pi0's `posemb_sincos`, so times in [0, 1]
-    are resolved finely (every policy here passes its time or step as a float in [0, 1]).
-    """
-    if dim % 2:
-        raise ValueError(f"Got time embedding dim={dim}, expected an even number")
-    fraction = torch.linspace(0.0, 1.0, dim // 2, device=t.device, dtype=torch.float32)
-    period = min_period * (max_period / min_period) ** fraction
-    angle = t.float()[:, None] * (2 * math.pi / period)[None, :]
-    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
-
-
 # ---------------------------------------------------------------------------------------------
 # Shared plumbing of the policies in this package (not a contract: the contract is `Policy`).
 
@@ -435,8 +419,6 @@ class ChunkPolicyModule(nn.Module):
 
     def __init__(self, config: PolicyConfig, generative: bool) -> None:
         super().__init__()
-        from policies.backbones import build_backbone
-
         self.config = config
         self.obs_encoder = ObservationEncoder(config)
         self.action_normalizer = Normalizer(config.action_dim, mode=config.action_normalization)
