@@ -13,7 +13,15 @@ runner (``robolearn.deploy``) drives any :class:`Robot`; a policy never sees one
 :class:`RemoteRobot`   the client side of the network link (``hardware/remote.py``)
 :class:`RobotServer`   the server side, next to the arm; :func:`serve_robot`,
                        ``python -m hardware.server`` (``hardware/server.py``)
+:class:`AuthLimits`    the server's limits on peers without a session: failure rate
+                       limits with back-off, bounded refusal logging
 =====================  ===============================================================
+
+The link's security: a shared token (``--token`` / ``$ROBOLEARN_ROBOT_TOKEN``), checked first
+and in constant time; sizes bounded before anything is read (``hardware.wire``); failed
+attempts rate limited per address and in all; the authenticated client never limited. A wrong
+or missing token raises :class:`RobotRefusedError` (the server answered "no"), a silent server
+:class:`RobotLinkError`. The token is not encryption: outside a lab network, tunnel.
 
 Plugging in a vendor driver
 ---------------------------
@@ -76,7 +84,7 @@ from hardware.safety import INTERVENTION_KINDS, SafeRobot, SafetyConfig, SafetyE
 
 if TYPE_CHECKING:
     from hardware.remote import RemoteRobot
-    from hardware.server import RobotServer, serve_robot
+    from hardware.server import AuthLimits, RobotServer, serve_robot
     from hardware.twin import TwinRobot
     from hardware.wire import PROTOCOL_VERSION
 
@@ -86,6 +94,7 @@ _LAZY = {
     "TwinRobot": "hardware.twin",
     "RemoteRobot": "hardware.remote",
     "RobotServer": "hardware.server",
+    "AuthLimits": "hardware.server",
     "serve_robot": "hardware.server",
     "PROTOCOL_VERSION": "hardware.wire",
 }
@@ -93,6 +102,7 @@ _LAZY = {
 __all__ = [
     "INTERVENTION_KINDS",
     "PROTOCOL_VERSION",
+    "AuthLimits",
     "RemoteRobot",
     "RemoteRobotError",
     "Robot",

@@ -40,7 +40,31 @@ class RobotLinkError(RobotError):
 
 
 class RobotRefusedError(RobotError):
-    """The robot server refused the connection (wrong token, protocol version, robot busy)."""
+    """The robot server answered and refused this client: a wrong or missing token, another
+    protocol version, the robot held by another client, or too many failed attempts from this
+    address. Unlike :class:`RobotLinkError` the link works; retrying unchanged does not help
+    (except for ``"busy"`` and ``"rate_limited"``, after a while). The message says the fix.
+
+    Attributes:
+        address: The server address, e.g. ``"tcp://127.0.0.1:5555"`` (``None`` when unknown).
+        reason: ``"token"``, ``"version"``, ``"busy"``, ``"rate_limited"``, ``"oversized"``,
+            ``"malformed"`` or ``"refused"`` (a server that gave no reason).
+        retry_after_s: For ``"rate_limited"``: seconds until the server checks this address's
+            token again (``None`` otherwise).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        address: str | None = None,
+        reason: str = "refused",
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.address = address
+        self.reason = reason
+        self.retry_after_s = retry_after_s
 
 
 class WatchdogTrippedError(RobotError):

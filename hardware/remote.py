@@ -9,6 +9,13 @@ background thread sends a heartbeat when the client is idle, so the server keeps
 (and does not stop the robot) while the client process is alive; it also notices a dead server
 between calls.
 
+A server that answers but will not serve this client (a wrong or missing token, another
+protocol version, the robot held by another client, too many failed attempts from this
+address) raises :class:`~hardware.errors.RobotRefusedError` from ``connect()``, with the reason
+(:attr:`~hardware.errors.RobotRefusedError.reason`) and the fix in its message; calls after a
+refused ``connect()`` raise it again (not a "call connect() first"). A refusal is not a dead
+link: :class:`~hardware.errors.RobotLinkError` means no answer at all.
+
 Errors the backend raised on the server come back as the same class when it is one of the
 hardware errors (e.g. :class:`~hardware.errors.WatchdogTrippedError`) or ``ValueError`` /
 ``TypeError``, otherwise as :class:`~hardware.errors.RemoteRobotError`.
@@ -38,6 +45,10 @@ from hardware.errors import RobotLinkError, RobotNotConnectedError, RobotRefused
 from hardware.robot import Robot, Spec, require_connected, robot_label
 
 logger = logging.getLogger(__name__)
+
+_TOKEN_FIX = (f"give this client the token the server was started with (the server's --token, "
+              f"or ${wire.TOKEN_ENV} on the server machine): RemoteRobot(..., token=...), or "
+              f"set {wire.TOKEN_ENV} for tools that read it (robolearn deploy does)")
 
 _REMOTE_ERRORS: dict[str, type[Exception]] = {
     "WatchdogTrippedError": errors.WatchdogTrippedError,
@@ -81,13 +92,19 @@ class RemoteRobot(Robot):
         Args:
             host: Server address.
             port: Server port.
-            token: The server's shared secret (``None`` when it requires none).
+            token: The server's shared secret (``None`` when it requires none); at most
+                :data:`~hardware.wire.MAX_TOKEN_BYTES` UTF-8 bytes.
             timeout_s: Longest wait for the reply to ``get_observation``, ``send_action``,
                 ``stop`` and heartbeats.
             connect_timeout_s: Longest wait for the handshake (the server may be starting).
             reset_timeout_s: Longest wait for ``reset_episode`` (it may rebuild a simulation).
             name: Name for messages; defaults to the address.
+
+        Raises:
+            ValueError: A timeout that is not a positive number, or an empty or over-long token.
+            TypeError: A token that is not a string.
         """
+        wire.check_token(token, "RemoteRobot token")
         for field, value in (("timeout_s", timeout_s), ("connect_timeout_s", connect_timeout_s),
                              ("reset_timeout_s", reset_timeout_s)):
             if not (isinstance(value, (int, float)) and 0 < value < math.inf):
@@ -99,7 +116,7 @@ class RemoteRobot(Robot):
         self.reset_timeout_s = float(reset_timeout_s)
         self.name = name or self.address
         self._token = token
-        self._client = f"{socket.gethostname()}:{os.getpid()}"
+        self._client = f"{socket.gethostname()}:{os.getpid()}"[-wire.MAX_CLIENT_NAME_CHARS:]
         self._socket: zmq.Socket | None = None
         self._lock = threading.Lock()  # one request in flight on the socket at a time
         self._session: str | None = None
@@ -107,6 +124,7 @@ class RemoteRobot(Robot):
         self._next_id = 0
         self._dead: RobotLinkError | None = None
         self._dead_sentence = ""
+        self._refused: RobotRefusedError | None = None  # why the last connect() failed
         self._last_request = 0.0
         self._heartbeat: threading.Thread | None = None
         self._heartbeat_stop = threading.Event()
@@ -140,9 +158,11 @@ class RemoteRobot(Robot):
         """Opens the socket and shakes hands (protocol version, token).
 
         Raises:
-            RobotRefusedError: The server refused (token, version, robot held by another
-                client) or speaks another protocol version.
-            RobotLinkError: No answer within ``connect_timeout_s``.
+            RobotRefusedError: The server answered and refused (a wrong or missing token,
+                another protocol version, the robot held by another client, too many failed
+                attempts from this address); ``reason`` says which, the message the fix.
+            RobotLinkError: No answer within ``connect_timeout_s`` (no server there, or a
+                network problem); not a refusal.
         """
         if self._session is not None:
             return
@@ -161,15 +181,21 @@ class RemoteRobot(Robot):
             if reply.get("version") != self.protocol_version:
                 raise RobotRefusedError(
                     f"{self.address} speaks robot protocol {reply.get('version')!r}, this client "
-                    f"{self.protocol_version}; install the same robolearn version on both machines"
+                    f"{self.protocol_version}; install the same robolearn version on both machines",
+                    address=self.address, reason="version",
                 )
             self._specs = (Spec.from_dict(reply["observation_spec"]),
                            Spec.from_dict(reply["action_spec"]))
             self.link_timeout_s = float(reply["link_timeout_s"])
             self.remote_robot = str(reply.get("robot"))
+        except RobotRefusedError as err:
+            self._refused = err
+            self._close_socket()
+            raise
         except BaseException:
             self._close_socket()
             raise
+        self._refused = None
         self._session = str(reply["session"])
         self._heartbeat_stop.clear()
         self._heartbeat = threading.Thread(
@@ -179,7 +205,7 @@ class RemoteRobot(Robot):
         logger.info("connected to %s at %s", self.remote_robot, self.address)
 
     def get_observation(self) -> dict[str, np.ndarray]:
-        require_connected(self, "get_observation")
+        self._require_connected("get_observation")
         return self._request("get_observation")["observation"]
 
     def send_action(self, action: Any) -> np.ndarray:
@@ -189,7 +215,7 @@ class RemoteRobot(Robot):
             TypeError: ``action`` is not numeric (nothing is sent).
             RobotLinkError: No reply within ``timeout_s``.
         """
-        require_connected(self, "send_action")
+        self._require_connected("send_action")
         arr = np.asarray(action)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{robot_label(self)}.send_action needs a numeric array, got dtype "
@@ -209,18 +235,18 @@ class RemoteRobot(Robot):
 
     def rearm(self) -> None:
         """Re-arms the server-side watchdog (when the server wraps its robot in SafeRobot)."""
-        require_connected(self, "rearm")
+        self._require_connected("rearm")
         self._request("rearm")
 
     def reset_episode(self, task: str | None = None, seed: int | None = None) -> dict[str, np.ndarray]:
         """Starts a new episode on a backend that has episodes (the twin)."""
-        require_connected(self, "reset_episode")
+        self._require_connected("reset_episode")
         return self._request("reset_episode", self.reset_timeout_s, task=task,
                              seed=seed)["observation"]
 
     def status(self) -> dict[str, Any]:
         """The server's view: link losses, its own stops, safety interventions if any."""
-        require_connected(self, "status")
+        self._require_connected("status")
         reply = self._request("status")
         return {k: v for k, v in reply.items() if k not in ("ok", "id")}
 
@@ -245,6 +271,46 @@ class RemoteRobot(Robot):
         logger.info("disconnected from %s", self.address)
 
     # ------------------------------------------------------------------------------ internals
+    def _require_connected(self, method: str) -> None:
+        if self._session is None and self._refused is not None:
+            refused = self._refused
+            raise RobotRefusedError(
+                f"{robot_label(self)}.{method}() called, but the last connect() was refused: "
+                f"{refused}", address=self.address, reason=refused.reason,
+                retry_after_s=refused.retry_after_s,
+            )
+        require_connected(self, method)
+
+    def _refusal(self, reply: dict[str, Any]) -> RobotRefusedError:
+        """The error for a refusal reply: what the server said, and the fix."""
+        message = str(reply.get("message", ""))
+        reason = reply.get("reason")
+        if not isinstance(reason, str):  # a server from before refusals carried a reason
+            reason = next((r for r, word in (("token", "token"), ("version", "protocol version"),
+                                             ("busy", "busy")) if word in message), "refused")
+        retry = reply.get("retry_after_s")
+        retry_s = float(retry) if isinstance(retry, (int, float)) else None
+        if reason == "token":
+            what = ("the server requires a token and this client sent none" if self._token is None
+                    else "the server does not accept this client's token")
+            fix = _TOKEN_FIX
+        elif reason == "rate_limited":
+            what = message
+            wait = f"retry after {math.ceil(retry_s)} s" if retry_s is not None else "retry later"
+            fix = (f"{wait} (earlier attempts from this address failed: if the token was wrong, "
+                   f"first {_TOKEN_FIX})")
+        elif reason == "busy":
+            what = message
+            fix = "stop the other client (or wait for it to disconnect), then connect() again"
+        elif reason == "version":
+            what, fix = message, ""  # the server's message says to install the same version
+        else:
+            what, fix = message, "run the same robolearn version on both machines"
+        text = f"{self.address} refused the connection ({reason}): {what}"
+        if fix:
+            text += f". Fix: {fix}"
+        return RobotRefusedError(text, address=self.address, reason=reason, retry_after_s=retry_s)
+
     def _close_socket(self) -> None:
         sock, self._socket = self._socket, None
         if sock is not None:
@@ -311,7 +377,7 @@ class RemoteRobot(Robot):
             return reply
         kind, message = reply.get("error"), str(reply.get("message", ""))
         if kind == "refused":
-            raise RobotRefusedError(f"{self.address} refused the connection: {message}")
+            raise self._refusal(reply)
         if kind == "no_session":
             raise self._link_error(f"session for {op!r}", None,
                                    f"{self.address} rejected the session: {message}")

@@ -7,8 +7,17 @@ other side run code.
 Protocol (version :data:`PROTOCOL_VERSION`): the client sends one map per request, ``{"op",
 "id", "session", ...}``; the server answers each with ``{"id", "ok": True, ...}`` or ``{"id",
 "ok": False, "error": kind, "message": text}``. ``op`` is one of :data:`OPS`. The first request
-is ``hello`` with ``version`` and ``token``; it returns the session id, the specs and the link
-timeout. Any request (``heartbeat`` when idle) keeps the link alive.
+is ``hello`` with ``token``, ``version`` and ``client``; it returns the session id, the specs and
+the link timeout. Any request (``heartbeat`` when idle) keeps the link alive. A refusal is
+``{"ok": False, "error": "refused", "reason": ..., "message": ...}`` with ``reason`` one of
+:data:`REFUSAL_REASONS` (and ``retry_after_s`` when ``"rate_limited"``); a version-1 peer that
+does not know ``reason`` still sees a refusal.
+
+Sizes are bounded before anything is decoded. Requests (client → server) are small: the
+server's socket drops any connection that sends more than :data:`MAX_REQUEST_BYTES` in one
+message (ZeroMQ's ``ZMQ_MAXMSGSIZE``: the body is never read), and a peer without a session
+may send at most :data:`MAX_HELLO_BYTES` (a ``hello`` with a token of at most
+:data:`MAX_TOKEN_BYTES`). Replies may carry camera images, up to :data:`MAX_REPLY_BYTES`.
 
 Example:
     >>> import numpy as np
@@ -28,8 +37,27 @@ import numpy as np
 
 PROTOCOL_VERSION = 1
 """Bumped on any incompatible change; a mismatch is refused by both sides."""
-MAX_MESSAGE_BYTES = 16 * 2**20
-"""Largest message either side accepts (enough for a few camera images)."""
+MAX_REPLY_BYTES = 16 * 2**20
+"""Largest reply a client accepts (observations: enough for a few camera images)."""
+MAX_MESSAGE_BYTES = MAX_REPLY_BYTES
+"""The largest message of any kind (kept for code written against protocol 1's first release)."""
+MAX_REQUEST_BYTES = 64 * 2**10
+"""Largest request a server accepts from its authenticated client. Requests are commands, a few
+hundred bytes (an action of 4 float32 is ~80 bytes packed); 64 KiB leaves room for action
+chunks of any arm while keeping what a hostile peer can make the server hold tiny."""
+MAX_HELLO_BYTES = 4 * 2**10
+"""Largest message a server reads from a peer that has no session (its ``hello``)."""
+MAX_TOKEN_BYTES = 1024
+"""Longest token (UTF-8 bytes) a server or client accepts; a hello then fits in
+:data:`MAX_HELLO_BYTES`. A random 32-byte token in hex (``openssl rand -hex 32``) is 64."""
+MAX_CLIENT_NAME_CHARS = 200
+"""A hello's ``client`` name (``host:pid``) is cut to this length."""
+TOKEN_ENV = "ROBOLEARN_ROBOT_TOKEN"
+"""The environment variable the server's command line (and ``robolearn deploy``) read the token
+from, so it stays out of ``ps``."""
+REFUSAL_REASONS = ("token", "version", "busy", "rate_limited", "oversized", "malformed",
+                   "no_session")
+"""Why a server refused a connection (the ``reason`` of a refusal)."""
 OPS = (
     "hello", "heartbeat", "get_observation", "send_action", "stop", "rearm", "reset_episode",
     "status", "bye",
@@ -76,15 +104,39 @@ def _decode(obj: dict[str, Any]) -> Any:
     return np.frombuffer(data, dtype=dtype).reshape(shape).copy()  # copy: writable, owned
 
 
+def check_token(token: object, owner: str) -> str | None:
+    """Validates a shared token: ``None`` or a non-empty string of at most
+    :data:`MAX_TOKEN_BYTES` UTF-8 bytes. Returns it; raises ``ValueError``/``TypeError`` naming
+    ``owner`` (e.g. ``"RobotServer token"``)."""
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        raise TypeError(f"{owner} must be a string or None, got {type(token).__name__}")
+    if not token:
+        raise ValueError(f"{owner} must be a non-empty string or None (an empty token would "
+                         "let anyone in); generate one with `openssl rand -hex 32`")
+    size = len(token.encode())
+    if size > MAX_TOKEN_BYTES:
+        raise ValueError(f"{owner} is {size} bytes long; at most {MAX_TOKEN_BYTES} are allowed "
+                         "(a hello must stay small). `openssl rand -hex 32` makes a 64-byte one")
+    return token
+
+
 def pack(message: dict[str, Any]) -> bytes:
     """Encodes a message map (numpy arrays and scalars included)."""
     return msgpack.packb(message, default=_encode, use_bin_type=True)
 
 
-def unpack(data: bytes) -> dict[str, Any]:
-    """Decodes a message map; raises ``ValueError`` on anything else."""
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise ValueError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+def unpack(data: bytes | memoryview, max_bytes: int = MAX_REPLY_BYTES) -> dict[str, Any]:
+    """Decodes a message map; raises ``ValueError`` on anything else.
+
+    Args:
+        data: The encoded message.
+        max_bytes: Larger messages are refused before decoding (the server passes
+            :data:`MAX_REQUEST_BYTES` or :data:`MAX_HELLO_BYTES`).
+    """
+    if len(data) > max_bytes:
+        raise ValueError(f"message of {len(data)} bytes exceeds the limit of {max_bytes} bytes")
     try:
         message = msgpack.unpackb(data, object_hook=_decode, raw=False, strict_map_key=True)
     except ValueError:
