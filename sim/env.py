@@ -6,6 +6,10 @@ seeded generator instead of numpy's global one, so a reset seed fully determines
 object positions. With default :class:`~sim.params.TaskParams` the observations and rewards
 are bit-identical to stock Meta-World.
 
+By default the env steps through :func:`sim.fast.fast_class` (``fast=True``): Meta-World's own
+reward code with faster shared helpers, giving bit-identical observations, rewards and info
+several times faster; ``fast=False`` runs Meta-World's step unchanged, for comparison.
+
 Example:
     >>> from sim import ScriptedExpert, make_env
     >>> env = make_env("push-v3", seed=0)
@@ -22,6 +26,7 @@ import collections
 import copy
 import functools
 import logging
+import math
 import numbers
 import threading
 from typing import Any, SupportsFloat
@@ -31,6 +36,7 @@ import mujoco
 import numpy as np
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
+from sim.fast import fast_class
 from sim.params import TaskParams
 from sim.tasks import resolve_task
 
@@ -47,6 +53,7 @@ HORIZON = 500
 """Episode length in steps; ``step`` returns ``truncated=True`` at this step."""
 
 _RENDER_MODES = ("rgb_array", "depth_array")
+_RESET_OPTIONS = ("rand_vec",)
 _ROBOT_ROOT_BODY = "right_arm_base_link"
 # Mixed into the reset seed so the noise stream is independent of the goal stream, which
 # Meta-World draws from ``seeding.np_random(seed)`` itself.
@@ -82,12 +89,18 @@ def _compiled_model(path: str) -> mujoco.MjModel:
         return copy.copy(model)  # MjModel copies are deep: the cached master is never mutated
 
 
+class _RandVecRejected(Exception):
+    """Meta-World's reset rejected a given ``rand_vec`` (it would draw again; see ``reset``)."""
+
+
 @functools.cache
 def _metaworld_class(task: str) -> type:
     """Meta-World's class for ``task``, reusing compiled models across instances.
 
     Compiling a task's XML takes 0.3-0.7 s, copying a compiled model a few milliseconds; the
-    copy is identical, so physics are unchanged. Otherwise this is Meta-World's class as is.
+    copy is identical, so physics are unchanged. The random vector each reset draws is also
+    recorded (``_episode_rand_vec``), and a frozen one that the task's reset would redraw
+    raises instead of looping forever. Otherwise this is Meta-World's class as is.
     """
     base = ALL_V3_ENVIRONMENTS[task]
 
@@ -98,11 +111,41 @@ def _metaworld_class(task: str) -> type:
         model.vis.global_.offheight = self.height
         return model, mujoco.MjData(model)
 
+    def reset_model(self: Any) -> np.ndarray:
+        # SawyerXYZEnv.reset runs reset_model twice (itself, then MujocoEnv.reset); count the
+        # vectors each run asks for.
+        self._rand_vec_calls = 0
+        return base.reset_model(self)
+
+    def _get_state_rand_vec(self: Any) -> np.ndarray:
+        # Tasks with a minimum object-goal distance ask again when the vector is too close;
+        # a frozen vector would then come back unchanged forever.
+        self._rand_vec_calls = getattr(self, "_rand_vec_calls", 0) + 1
+        if self._freeze_rand_vec and self._rand_vec_calls > 1:
+            raise _RandVecRejected(task)
+        vec = base._get_state_rand_vec(self)
+        if self._freeze_rand_vec:
+            # A fresh array per draw, as a seeded draw gives: a task may write into it.
+            vec = np.array(vec, dtype=np.float64)
+        self._episode_rand_vec = np.array(vec, dtype=np.float64)  # as drawn, before any use
+        return vec
+
     return type(
         base.__name__,
         (base,),
-        {"_initialize_simulation": _initialize_simulation, "__module__": __name__},
+        {
+            "_initialize_simulation": _initialize_simulation,
+            "reset_model": reset_model,
+            "_get_state_rand_vec": _get_state_rand_vec,
+            "__module__": __name__,
+        },
     )
+
+
+@functools.cache
+def _fast_metaworld_class(task: str) -> type:
+    """:func:`_metaworld_class` with the fast step of :mod:`sim.fast` (same results)."""
+    return fast_class(_metaworld_class(task))
 
 
 def object_body_ids(model: mujoco.MjModel) -> np.ndarray:
@@ -173,6 +216,7 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
         camera_name: str = "corner",
         width: int = 480,
         height: int = 480,
+        fast: bool = True,
     ) -> None:
         """Builds the env.
 
@@ -189,6 +233,9 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
                 ``"gripperPOV"``).
             width: Rendered image width in pixels.
             height: Rendered image height in pixels.
+            fast: Step through :mod:`sim.fast` (Meta-World's reward code with faster
+                helpers; bit-identical results). ``False`` runs Meta-World's own step, for
+                comparison and debugging.
         """
         super().__init__()
         self._task = resolve_task(task)
@@ -201,10 +248,14 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
             )
         if not isinstance(goal_observable, bool):
             raise TypeError(f"goal_observable must be a bool, got {goal_observable!r}")
+        if not isinstance(fast, bool):
+            raise TypeError(f"fast must be a bool, got {fast!r}")
         self.render_mode = render_mode
         self._goal_observable = goal_observable
+        self._fast = fast
 
-        inner = _metaworld_class(self._task)(
+        env_class = _fast_metaworld_class if fast else _metaworld_class
+        inner = env_class(self._task)(
             reward_function_version=REWARD_VERSION,
             render_mode=render_mode,
             camera_name=camera_name,
@@ -269,6 +320,33 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._goal_observable
 
     @property
+    def fast(self) -> bool:
+        """Whether steps go through :mod:`sim.fast` (``False``: Meta-World's own step)."""
+        return self._fast
+
+    @property
+    def rand_vec(self) -> np.ndarray:
+        """The current episode's Meta-World task random vector (a copy).
+
+        Object and goal positions as the task's reset drew them (its ``_random_reset_space``;
+        e.g. object xyz then goal xyz for ``push-v3``). ``reset(options={"rand_vec": v})``
+        starts an episode from it again.
+
+        Raises:
+            RuntimeError: Called before the first ``reset``.
+        """
+        vec = getattr(self._inner, "_episode_rand_vec", None)
+        if vec is None:
+            raise RuntimeError(f"MetaWorldEnv({self._task!r}).rand_vec read before reset()")
+        return vec.copy()
+
+    @property
+    def rand_vec_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` of the task's random vector (Meta-World's ``_random_reset_space``)."""
+        space = self._inner._random_reset_space
+        return space.low.copy(), space.high.copy()
+
+    @property
     def seed_used(self) -> int | None:
         """The last seed given to the constructor or ``reset``; ``None`` if never seeded."""
         return self._seed_used
@@ -301,23 +379,49 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
         Args:
             seed: Reseeds the goal generator (Meta-World's own, seeded with ``seed`` exactly) and
                 the noise generator. ``None`` continues both streams.
-            options: Not used; must be ``None`` or empty (use :meth:`set_params` to change
-                physics).
+            options: ``None``, or a dict with the key ``"rand_vec"``: a Meta-World task random
+                vector (see :attr:`rand_vec`, :attr:`rand_vec_bounds`) to start from instead of
+                drawing one. The start is a function of the vector alone (whatever the env
+                did before) and, for 35 of the 50 tasks, the very start the seed that drew the
+                vector gives. (Meta-World's reset runs the task's ``reset_model`` twice and
+                keeps the second draw; in box-close, dial-turn, disassemble, door-lock,
+                door-unlock, drawer-open, faucet-open, handle-press(-side), handle-pull(-side),
+                lever-pull, peg-unplug-side and window-open/-close the first, discarded draw
+                leaks into a seeded start: a body moved without a forward pass shows in the
+                reset observation, the hand settles against the first layout.) The goal
+                generator is not advanced by such a reset. Physics changes go through
+                :meth:`set_params`, not options.
 
         Returns:
             ``(obs, info)``: obs ``(39,)`` float64, info an empty dict.
+
+        Raises:
+            ValueError: An unknown option, or a ``rand_vec`` of the wrong length, outside the
+                task's bounds, non-finite, or one the task's reset rejects (it redraws
+                vectors with object and goal too close together).
         """
         seed = _check_seed(seed)
-        if options:
-            raise ValueError(
-                f"MetaWorldEnv.reset got options {sorted(options)}; it takes none "
-                "(change physics with set_params(...) before reset)"
-            )
+        rand_vec = self._check_options(options)
         super().reset(seed=seed)
         if seed is not None:
             self._seed(seed)
         self._apply_params()
-        obs, info = self._inner.reset()
+        inner = self._inner
+        if rand_vec is not None:
+            inner._last_rand_vec = rand_vec
+            inner._freeze_rand_vec = True
+        self._needs_reset = True
+        try:
+            obs, info = inner.reset()
+        except _RandVecRejected:
+            raise ValueError(
+                f"MetaWorldEnv({self._task!r}).reset: rand_vec {rand_vec.tolist()} is inside "
+                "the task's bounds but its reset rejects it (Meta-World redraws such vectors, "
+                "e.g. when the object starts too close to the goal); use a vector a seeded "
+                "reset produced (env.rand_vec) or move object and goal apart"
+            ) from None
+        finally:
+            inner._freeze_rand_vec = False
         self._steps = 0
         self._needs_reset = False
         self._latency_queue = collections.deque(
@@ -358,7 +462,8 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"action has shape {commanded.shape}; expected ({ACTION_DIM},) "
                 "(dx, dy, dz, gripper)"
             )
-        if not np.all(np.isfinite(commanded)):
+        # The float64 sum of four float32 values is finite exactly when all of them are.
+        if not math.isfinite(sum(commanded.tolist())):
             raise ValueError(f"action {commanded.tolist()} has non-finite entries")
         applied = self._perturb_action(commanded)
 
@@ -417,6 +522,41 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
         return obs
 
     # ----------------------------------------------------------------------------- internals
+    def _check_options(self, options: dict[str, Any] | None) -> np.ndarray | None:
+        """The validated ``rand_vec`` option (float64 copy), or None."""
+        if options is None:
+            return None
+        if not isinstance(options, dict):
+            raise TypeError(f"reset options must be a dict or None, got {type(options).__name__}")
+        unknown = sorted(set(options) - set(_RESET_OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"MetaWorldEnv.reset got unknown options {unknown}; the known ones are "
+                f"{list(_RESET_OPTIONS)} (change physics with set_params(...) before reset)"
+            )
+        if options.get("rand_vec") is None:
+            return None
+        low, high = self.rand_vec_bounds
+        where = (
+            f"MetaWorldEnv({self._task!r}).reset: options['rand_vec'] must have length "
+            f"{low.size} within low={low.tolist()}, high={high.tolist()}"
+        )
+        try:
+            vec = np.array(options["rand_vec"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where}; got {options['rand_vec']!r}") from None
+        if vec.shape != low.shape:
+            raise ValueError(f"{where}; got shape {vec.shape}")
+        if not np.all(np.isfinite(vec)):
+            raise ValueError(f"{where}; got non-finite entries {vec.tolist()}")
+        outside = np.flatnonzero((vec < low) | (vec > high))
+        if outside.size:
+            raise ValueError(
+                f"{where}; entries {outside.tolist()} are outside: {vec.tolist()} "
+                "(read a valid one from env.rand_vec after a seeded reset)"
+            )
+        return vec
+
     @staticmethod
     def _check_params(params: TaskParams | None) -> TaskParams:
         if params is None:
@@ -489,6 +629,7 @@ def make_env(
     seed: int | None = None,
     render_mode: str | None = None,
     goal_observable: bool = True,
+    fast: bool = True,
     **kwargs: Any,
 ) -> MetaWorldEnv:
     """Builds a :class:`MetaWorldEnv` for one Meta-World v3 task.
@@ -499,6 +640,8 @@ def make_env(
         seed: Seeds the goal and noise generators at construction.
         render_mode: ``None``, ``"rgb_array"`` or ``"depth_array"``.
         goal_observable: ``True`` for MT suites, ``False`` for ML suites (``Suite.goal_observable``).
+        fast: The fast step of :mod:`sim.fast` (default; bit-identical results) or, with
+            ``False``, Meta-World's own step.
         **kwargs: ``camera_name``, ``width``, ``height`` (see :class:`MetaWorldEnv`).
 
     Returns:
@@ -514,5 +657,6 @@ def make_env(
         seed=seed,
         render_mode=render_mode,
         goal_observable=goal_observable,
+        fast=fast,
         **kwargs,
     )
