@@ -28,6 +28,7 @@ from torch import Tensor
 from policies.base import (
     ChunkPolicyModule,
     PolicyConfig,
+    check_finite,
     check_reduction,
     reduce_loss,
 )
@@ -126,12 +127,59 @@ class FlowMatchingPolicy(ChunkPolicyModule):
         a = self.action_normalizer.normalize(action)  # (B, Ta, Da) data end of the path
         eps = torch.randn_like(a)  # (B, Ta, Da) noise end of the path
         t = self.sample_time(a.shape[0], a.device)  # (B,)
+        per_sample = self._path_loss(c, a, t, eps)  # (B,)
+        return reduce_loss(per_sample, reduction), {"loss": float(per_sample.detach().mean())}
+
+    def flow_loss(
+        self, batch: dict[str, Tensor], t: Tensor, eps: Tensor, reduction: str = "none"
+    ) -> tuple[Tensor, dict[str, float]]:
+        """The flow-matching loss of `compute_loss` at given times and noise (no randomness).
+
+        Preference objectives (Diffusion-DPO, Wallace et al. 2023; trajectory-wise in
+        `policies.alignment.tpo`) compare the loss of the policy and of a frozen reference on
+        the same chunk, which is only a low-variance estimate of a log-ratio when both see the
+        *same* (t, ε). With `t` and `eps` drawn as `compute_loss` draws them, this is the same
+        estimator; `compute_loss` itself is unchanged.
+
+        Args:
+            batch: `obs` (B, To, Do), `action` (B, Ta, Da) unnormalised, `task` (B,) long.
+            t: (B,) times in [0, 1] (t = 0 noise, t = 1 data; see `sample_time`).
+            eps: (B, Ta, Da) noise ε, in the normalised action space (as `torch.randn`).
+            reduction: "none" → per-sample (B,) (the default here); "mean" → scalar.
+
+        Returns:
+            (loss, {"loss": float}).
+        """
+        check_reduction(reduction)
+        obs, action, task = self._batch(batch)
+        b, ta, da = action.shape
+        if not isinstance(t, Tensor) or t.shape != (b,):
+            got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(f"flow_loss: Got t of shape {got}, expected (B,)=({b},) times")
+        if not isinstance(eps, Tensor) or eps.shape != (b, ta, da):
+            got = tuple(eps.shape) if isinstance(eps, Tensor) else type(eps).__name__
+            raise ValueError(
+                f"flow_loss: Got eps of shape {got}, expected (B, Ta, Da)=({b}, {ta}, {da})"
+            )
+        for name, x in (("t", t), ("eps", eps)):
+            check_finite(name, x)
+            if x.device.type != action.device.type:
+                raise ValueError(
+                    f"flow_loss: Got {name}.device={x.device}, expected {action.device} (the "
+                    f"policy's device); move it with {name}.to(device)"
+                )
+        c = self.obs_encoder(obs, task)
+        a = self.action_normalizer.normalize(action)
+        per_sample = self._path_loss(c, a, t.to(a.dtype), eps.to(a.dtype))
+        return reduce_loss(per_sample, reduction), {"loss": float(per_sample.detach().mean())}
+
+    def _path_loss(self, c: Tensor, a: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """(B,) ‖v_θ(x_t, t | c) − u_t‖² averaged over (Ta, Da), on the path from eps to a."""
         t_ = t[:, None, None]
         x_t = (1.0 - t_) * eps + t_ * a
         u_t = a - eps
         v_t = self.backbone(c, x_t, t).to(u_t.dtype)
-        per_sample = ((v_t - u_t) ** 2).mean(dim=(1, 2))  # (B,)
-        return reduce_loss(per_sample, reduction), {"loss": float(per_sample.detach().mean())}
+        return ((v_t - u_t) ** 2).mean(dim=(1, 2))  # (B,)
 
     @torch.no_grad()
     def predict_action_chunk(
