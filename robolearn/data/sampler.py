@@ -10,15 +10,23 @@ Window for the step ``t`` of an episode spanning rows ``[s, e)``::
     action rows t .. t+Ta-1      clamped to <  e   (edge padding: the last action repeats)
 
 ``action_is_pad`` (B, Ta) marks the repeated actions past the episode end.
+
+Episode weights (for weighted objectives): with ``weighting="sample"`` windows are drawn with
+probability proportional to their episode's weight; with ``weighting="loss"`` they are drawn
+uniformly and each batch carries ``weight`` (B,), normalised to mean 1 over the windows.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
 from robolearn.data.store import EpisodeStore
+
+log = logging.getLogger(__name__)
+WEIGHTINGS = ("sample", "loss")
 
 
 def _padded_rows(starts: np.ndarray, lengths: np.ndarray, before: int, after: int) -> np.ndarray:
@@ -38,20 +46,36 @@ def _blocks(buf: np.ndarray, h: int) -> np.ndarray:
 
 
 def split_episodes(
-    task_ids: np.ndarray, val_fraction: float = 0.1, seed: int = 0
+    task_ids: np.ndarray,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    *,
+    episodes: Sequence[int] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split episode indices into train/validation, stratified by task.
 
     Each task with at least two episodes gives ``max(1, round(val_fraction * n))`` of them to
     validation (none when ``val_fraction == 0``); a task with a single episode stays in train.
+
+    Args:
+        task_ids: (E,) task id of every episode of the store (``store.task_ids()``).
+        val_fraction: share of each task's episodes for validation.
+        seed: the shuffle's seed.
+        episodes: split only these episode indices, e.g. ``store.complete_episodes()`` so that
+            incomplete episodes reach neither side. Default: all. With all episodes given the
+            split is the same as without.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"Got val_fraction={val_fraction}, expected 0 <= val_fraction < 1")
     rng = np.random.default_rng(seed)
     task_ids = np.asarray(task_ids)
-    train, val = [], []
-    for t in np.unique(task_ids):
-        eps = np.flatnonzero(task_ids == t)
+    chosen = np.arange(len(task_ids)) if episodes is None else np.asarray(episodes, np.int64)
+    if len(chosen) and (chosen.min() < 0 or chosen.max() >= len(task_ids)):
+        raise ValueError(f"episode indices must be in [0, {len(task_ids)}), got {chosen}")
+    chosen = np.unique(chosen)
+    train, val = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for t in np.unique(task_ids[chosen]):
+        eps = chosen[task_ids[chosen] == t]
         rng.shuffle(eps)
         n_val = 0
         if val_fraction > 0 and len(eps) >= 2:
@@ -70,11 +94,21 @@ class SequenceSampler:
         store: the episode store to read (its committed episodes).
         obs_horizon: To >= 1, observations per window (the last one is step t).
         action_horizon: Ta >= 1, actions per window (the first one is step t).
-        episodes: indices of the episodes to draw from (default: all), e.g. one side of
-            :func:`split_episodes`.
+        episodes: indices of the episodes to draw from, e.g. one side of
+            :func:`split_episodes`. Default: the complete ones (``store.complete_episodes()``).
+            Incomplete episodes in an explicit selection are skipped (with a warning) unless
+            ``include_incomplete``.
         extra_keys: further ``data/`` keys to cut along the action window.
         arrays: the store's whole arrays already read with ``store.load`` (to share one read
             between several samplers); read here when not given.
+        include_incomplete: also draw from episodes recorded with ``complete=False``.
+        episode_weights: one non-negative finite weight per entry of ``episodes`` as given (per
+            store episode when ``episodes`` is None). Zero weights are allowed: never drawn
+            (``"sample"``) or zero loss (``"loss"``).
+        weighting: ``"sample"``: :meth:`sample` draws a window with probability proportional to
+            its episode's weight (so an episode's share is weight x length). ``"loss"``: draws
+            stay uniform and every batch has ``weight`` (B,) float32, the episode weights
+            scaled so that their mean over the sampler's windows is 1.
 
     Example:
         >>> train, val = split_episodes(store.task_ids(), 0.1)
@@ -92,19 +126,42 @@ class SequenceSampler:
         episodes: Sequence[int] | np.ndarray | None = None,
         extra_keys: Sequence[str] = (),
         arrays: Mapping[str, np.ndarray] | None = None,
+        *,
+        include_incomplete: bool = False,
+        episode_weights: Sequence[float] | np.ndarray | None = None,
+        weighting: str = "sample",
     ):
         if obs_horizon < 1 or action_horizon < 1:
             raise ValueError(
                 f"Got obs_horizon={obs_horizon}, action_horizon={action_horizon}; both must be >= 1"
             )
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"Got weighting={weighting!r}, expected one of {WEIGHTINGS}")
         n_ep = len(store)
         if n_ep == 0:
             raise ValueError(f"{store.path} has no committed episodes to sample from")
-        episodes = np.arange(n_ep) if episodes is None else np.asarray(episodes, dtype=np.int64)
-        if episodes.size == 0:
+        named = np.arange(n_ep) if episodes is None else np.asarray(episodes, dtype=np.int64)
+        if named.size == 0:
             raise ValueError("Got an empty episode selection, expected at least one episode")
-        if episodes.min() < 0 or episodes.max() >= n_ep:
-            raise ValueError(f"episode indices must be in [0, {n_ep}), got {episodes}")
+        if named.ndim != 1 or named.min() < 0 or named.max() >= n_ep:
+            raise ValueError(f"episode indices must be in [0, {n_ep}), got {named}")
+        weights = _check_weights(episode_weights, len(named), episodes is None)
+        keep = np.ones(len(named), bool)
+        if not include_incomplete:
+            incomplete = store.incomplete_episodes()
+            keep = ~np.isin(named, incomplete)
+            if episodes is not None and not keep.all():
+                log.warning(
+                    "%s: skipping %d incomplete episode(s) of the selection (%s); pass "
+                    "include_incomplete=True to train on them", store.path, int((~keep).sum()),
+                    ", ".join(map(str, named[~keep][:8])),
+                )
+        episodes = named[keep]
+        if episodes.size == 0:
+            raise ValueError(
+                f"{store.path}: every selected episode is incomplete (recorded with "
+                "complete=False); pass include_incomplete=True to sample them anyway"
+            )
         self.obs_horizon = int(obs_horizon)
         self.action_horizon = int(action_horizon)
         self.episodes = episodes
@@ -140,6 +197,25 @@ class SequenceSampler:
         self._extra_views = {k: _blocks(a, Ta) for k, a in self._extra_bufs.items()}
         self._pad_offsets = np.arange(Ta, dtype=np.int64)
 
+        # Weights per window (the window's episode's weight).
+        self.weighting = weighting
+        self.episode_weights = None if weights is None else weights[keep]
+        self._window_weight: np.ndarray | None = None
+        self._cdf: np.ndarray | None = None
+        if self.episode_weights is not None:
+            w = self.episode_weights[ep]
+            total = float(w.sum())
+            if total <= 0:
+                raise ValueError(
+                    "Got episode_weights that are zero for every selected episode; at least "
+                    "one window needs a positive weight"
+                )
+            if weighting == "sample":
+                self._cdf = np.cumsum(w)
+                self._last_drawable = int(np.flatnonzero(w > 0)[-1])
+            else:  # mean 1 over the windows: the loss keeps its scale on average
+                self._window_weight = (w * (len(w) / total)).astype(np.float32)
+
     @property
     def nbytes(self) -> int:
         """Memory held by the padded copies of the data."""
@@ -161,17 +237,56 @@ class SequenceSampler:
         }
         for k, view in self._extra_views.items():
             batch[k] = view[act_start]
+        if self._window_weight is not None:
+            batch["weight"] = self._window_weight[idx]
         return batch
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """A batch of ``batch_size`` windows drawn uniformly with replacement."""
-        return self.window(rng.integers(0, len(self), size=batch_size))
+        """A batch of ``batch_size`` windows drawn with replacement.
+
+        Uniformly, or with probability proportional to the episode weight when
+        ``weighting="sample"``; deterministic given ``rng``.
+        """
+        if self._cdf is None:
+            return self.window(rng.integers(0, len(self), size=batch_size))
+        u = rng.random(batch_size) * self._cdf[-1]
+        # cdf[i-1] <= u < cdf[i] picks window i: a zero-weight window has an empty interval.
+        # u can round up to cdf[-1]; the clip sends that to the last drawable window.
+        idx = np.minimum(np.searchsorted(self._cdf, u, side="right"), self._last_drawable)
+        return self.window(idx)
 
     def iter_epoch(
         self, batch_size: int, rng: np.random.Generator | None = None, drop_last: bool = False
     ) -> Iterator[dict[str, np.ndarray]]:
-        """Every window once, shuffled when ``rng`` is given, in batches."""
+        """Every window once, shuffled when ``rng`` is given, in batches.
+
+        With ``weighting="loss"`` batches carry ``weight``; with sample weights an epoch is not
+        defined (it would visit zero-weight windows), so that raises.
+        """
+        if self._cdf is not None:
+            raise ValueError(
+                "iter_epoch visits every window once, which ignores weighting='sample'; draw "
+                "with sample(), or use weighting='loss' to weight an epoch"
+            )
         order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for i in range(0, stop, batch_size):
             yield self.window(order[i : i + batch_size])
+
+
+def _check_weights(
+    weights: Sequence[float] | np.ndarray | None, n: int, per_store: bool
+) -> np.ndarray | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    what = "episode of the store (episodes=None)" if per_store else "entry of episodes"
+    if w.ndim != 1 or len(w) != n:
+        raise ValueError(f"Got episode_weights of shape {w.shape}, expected ({n},): one per {what}")
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if len(bad):
+        raise ValueError(
+            f"Got episode_weights[{int(bad[0])}]={w[bad[0]]} ({len(bad)} bad in all); weights must "
+            "be finite and >= 0 (0 means never drawn / no loss)"
+        )
+    return w

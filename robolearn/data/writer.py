@@ -10,7 +10,12 @@ while the caller goes on simulating.
 Crash semantics: an episode handed to the writer is committed even if the caller is then
 killed (``kill -9`` included): the writer sees the pipe close, commits every complete message
 it received and exits. Only the episode still being simulated (in flight) is lost. If the
-writer itself dies mid-commit, the store's repair-on-open removes the uncommitted tail.
+writer itself dies mid-commit, the store's repair-on-open removes the uncommitted tail (the
+batch in flight; never a committed episode).
+
+Ownership: a writer created in a process that holds :func:`~robolearn.data.claim_store` on the
+store (or given ``claim=``) hands the claim's token to its process, which may then append while
+every other process is refused.
 
 Wire format on the pipe (no pickle): ``u32 header length | JSON header | raw array bytes``.
 """
@@ -30,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from robolearn.data.store import EpisodeStore, StoreError, episode_meta
+from robolearn.data import locks
+from robolearn.data.store import EpisodeStore, StoreClaim, StoreError, episode_meta
 
 log = logging.getLogger(__name__)
 _HEADER = struct.Struct("<I")
@@ -62,12 +68,13 @@ def decode_episode(msg: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     return steps, header["meta"]
 
 
-def _writer_main(path: str, conn: Any, lock_timeout: float, max_batch: int = 64,
-                 linger_s: float = 0.25) -> None:
+def _writer_main(path: str, conn: Any, lock_timeout: float, claim_token: str | None = None,
+                 max_batch: int = 64, linger_s: float = 0.25) -> None:
     # Ctrl-C reaches the whole process group; the writer must finish what it was handed.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        store = EpisodeStore.open(path, mode="a", lock_timeout=lock_timeout)
+        store = EpisodeStore.open(path, mode="a", lock_timeout=lock_timeout,
+                                  claim_token=claim_token)
     except Exception as e:  # report to the parent, which raises it
         conn.send_bytes(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode())
         return
@@ -125,6 +132,10 @@ class EpisodeWriter:
         background: run the writer in its own process (default); ``False`` commits inline.
         lock_timeout: seconds to wait for a previous writer (e.g. one still draining after its
             collector was killed) to release the store.
+        wait_ready: wait until the writer process has opened the store (else its start-up
+            overlaps the caller's first episodes, and an error shows at the first add/close).
+        claim: the :class:`~robolearn.data.StoreClaim` that owns the store; by default the one
+            this process holds on ``path``, if any. Its token lets the writer process append.
 
     Example:
         >>> with EpisodeWriter("demos.zarr") as writer:
@@ -140,14 +151,18 @@ class EpisodeWriter:
         background: bool = True,
         lock_timeout: float = 60.0,
         wait_ready: bool = True,
+        claim: StoreClaim | None = None,
     ):
         self.path = Path(path)
+        held = locks.held_here(self.path)
+        token = claim.token if claim is not None else (held.token if held else None)
         self.background = background
         self._pending = 0
         self._closed = False
         self._ready = False
         if not background:
-            self._store = EpisodeStore.open(self.path, mode="a", lock_timeout=lock_timeout)
+            self._store = EpisodeStore.open(self.path, mode="a", lock_timeout=lock_timeout,
+                                            claim_token=token)
             self.committed = len(self._store)
             self.spec_store = self._store
             return
@@ -156,7 +171,7 @@ class EpisodeWriter:
         self._conn, child = ctx.Pipe(duplex=True)
         self._proc = ctx.Process(
             target=_writer_main,
-            args=(str(self.path), child, lock_timeout),
+            args=(str(self.path), child, lock_timeout, token),
             name="robolearn-episode-writer",
         )
         self._proc.start()
@@ -167,7 +182,10 @@ class EpisodeWriter:
 
     # -------------------------------------------------------------- API
     def add_episode(self, steps: Mapping[str, np.ndarray], **meta: Any) -> None:
-        """Validate one episode here and hand it to the writer (see EpisodeStore.add_episode)."""
+        """Validate one episode here and hand it to the writer (see EpisodeStore.add_episode).
+
+        ``meta`` takes the keywords of :meth:`EpisodeStore.add_episode`, ``complete`` included.
+        """
         if self._closed:
             raise StoreError(f"the writer for {self.path} is closed")
         if not self.background:
