@@ -60,15 +60,12 @@ def raw_loop(tasks: list[str], episodes: int, seed: int, max_attempts: int) -> t
 
 
 def store_loop(suite: str, episodes: int, seed: int, max_attempts: int, out: Path) -> tuple[int, float]:
-    from omegaconf import OmegaConf
-
     from robolearn.cli import compose
     from robolearn.collect import collect
 
     cfg = compose("collect", ["ray.num_workers=0", f"suite={suite}",
                               f"episodes_per_task={episodes}", f"seed={seed}", f"out={out}",
                               "overwrite=true", f"max_attempts_per_task={max_attempts}"])
-    OmegaConf.set_readonly(cfg, True)
     t0 = time.perf_counter()
     summary = collect(cfg, progress=False)
     return summary.env_steps, time.perf_counter() - t0

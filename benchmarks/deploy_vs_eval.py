@@ -47,7 +47,7 @@ def main() -> None:
         deployed = {}
         for label, safety in (("default safety", []),
                               ("relaxed safety", ["safety.max_delta=2.0", "safety.workspace=false"])):
-            cfg = compose("deploy", [f"policy={args.checkpoint}", f"task={task}",
+            cfg = compose("deploy", [f"checkpoint={args.checkpoint}", f"task={task}",
                                      f"episodes={args.episodes}", f"seed={args.seed}",
                                      "twin.realtime=false", "device=cpu",
                                      f"out={tmp}/{task}-{len(deployed)}.zarr", *safety])

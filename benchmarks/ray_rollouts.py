@@ -31,7 +31,7 @@ def startup_cost() -> dict[str, float]:
     """Seconds and memory of starting the local Ray instance the commands start."""
     import psutil
 
-    from robolearn.raycluster import RayConfig, ray_session
+    from robolearn.cluster import RayConfig, ray_session
 
     before = {p.pid for p in psutil.process_iter()}
     me = psutil.Process()

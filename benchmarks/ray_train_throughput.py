@@ -47,10 +47,9 @@ def main() -> None:
                  "ray.num_workers=0 suite=MT1:reach-v3 episodes_per_task=20 out=...` and pass "
                  "--dataset")
     import psutil
-    from omegaconf import OmegaConf
 
     from robolearn.cli import compose
-    from robolearn.raycluster import RayTrainConfig, ray_session
+    from robolearn.cluster import RayTrainConfig, ray_session
     from robolearn.train import train
 
     tmp = Path(tempfile.mkdtemp(prefix="robolearn-ray-bench-"))
@@ -62,7 +61,7 @@ def main() -> None:
     me = psutil.Process()
     rss_before = me.memory_info().rss / 2**20
     t0 = time.perf_counter()
-    with ray_session(OmegaConf.structured(RayTrainConfig())) as ray:
+    with ray_session(RayTrainConfig()) as ray:
         start_s = time.perf_counter() - t0
         ray_pids = [p.pid for p in me.children(recursive=True)]
         driver_mb = me.memory_info().rss / 2**20 - rss_before

@@ -36,7 +36,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     from robolearn.cli import compose
-    from robolearn.train import Trainer, to_device
+    from robolearn.devices import to_device
+    from robolearn.train import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)

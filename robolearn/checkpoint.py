@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+from robolearn.errors import CheckpointError
 
 FORMAT = "robolearn.policy"
 FORMAT_VERSION = 1
@@ -33,10 +36,6 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 STATE_DIR = "training_state"
 LATEST = "checkpoint"
-
-
-class CheckpointError(ValueError):
-    """A path that is not a usable robolearn checkpoint."""
 
 
 def _contiguous(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -114,6 +113,8 @@ def read_config(ckpt: Path) -> dict[str, Any]:
         cfg = json.loads((ckpt / CONFIG).read_text())
     except ValueError as e:
         raise CheckpointError(f"{ckpt / CONFIG} is not valid JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{ckpt / CONFIG} must hold a JSON object, got {type(cfg).__name__}")
     if cfg.get("format") != FORMAT:
         raise CheckpointError(
             f"{ckpt} is not a robolearn policy checkpoint (format={cfg.get('format')!r}, "
@@ -127,14 +128,49 @@ def read_config(ckpt: Path) -> dict[str, Any]:
     for key in ("policy", "tasks"):
         if key not in cfg:
             raise CheckpointError(f"{ckpt / CONFIG} lacks the {key!r} entry")
+    tasks, policy = cfg["tasks"], cfg["policy"]
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(x, str) for x in tasks):
+        raise CheckpointError(f"{ckpt / CONFIG}: 'tasks' must be a non-empty list of task names, "
+                              f"got {str(tasks)[:80]}")
+    if not isinstance(policy, dict):
+        raise CheckpointError(f"{ckpt / CONFIG}: 'policy' must be an object, got "
+                              f"{type(policy).__name__}")
+    if policy.get("num_tasks", len(tasks)) != len(tasks):
+        raise CheckpointError(
+            f"{ckpt / CONFIG} is inconsistent: policy.num_tasks={policy.get('num_tasks')} but it "
+            f"lists {len(tasks)} tasks; the checkpoint was edited or is corrupt"
+        )
+    for key in ("obs_dim", "action_dim"):
+        if key in cfg and key in policy and cfg[key] != policy[key]:
+            raise CheckpointError(f"{ckpt / CONFIG} is inconsistent: {key}={cfg[key]} but "
+                                  f"policy.{key}={policy[key]}")
     return cfg
 
 
-def read_weights(ckpt: Path) -> dict[str, torch.Tensor]:
+def weight_shapes(ckpt: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes in the weights file, read from its header (nothing is allocated)."""
     try:
-        return load_file(str(ckpt / WEIGHTS))
+        with safe_open(str(ckpt / WEIGHTS), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     except Exception as e:  # safetensors raises its own error types for corrupt files
         raise CheckpointError(f"{ckpt / WEIGHTS} cannot be read as safetensors: {e}") from None
+
+
+def read_weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The weights; refuses a file with non-finite values (a diverged run, a corrupt copy)."""
+    try:
+        weights = load_file(str(ckpt / WEIGHTS))
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"{ckpt / WEIGHTS} cannot be read as safetensors: {e}") from None
+    bad = [k for k, v in weights.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"{ckpt / WEIGHTS} has non-finite (NaN/Inf) values in {len(bad)} of {len(weights)} "
+            f"tensors ({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''}): the run diverged or "
+            "the file is corrupt. Use an earlier checkpoint (checkpoints/step_*) or retrain"
+        )
+    return weights
 
 
 def read_training_state(ckpt: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -12,8 +12,8 @@ Ray is already initialised in this process (a notebook, a test fixture, the pipe
 reused and left running.
 
 Errors name what went wrong and what to do: an address nobody listens on
-(:class:`RayClusterError`), a Ray/Python version different from the cluster's, a request for
-more CPUs/GPUs than the cluster has (:class:`RayResourceError`).
+(:class:`ClusterError`), a Ray/Python version different from the cluster's, a request for
+more CPUs/GPUs than the cluster has (:class:`ResourceError`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from robolearn.errors import ClusterError, ResourceError
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +58,6 @@ class RayTrainConfig(RayConfig):
     storage_path: str = ""  # Ray Train's checkpoint storage (default <out>/ray); shared on clusters
 
 
-class RayClusterError(RuntimeError):
-    """The Ray cluster cannot be used: unreachable, wrong version, not installed."""
-
-
-class RayResourceError(ValueError):
-    """A request for more resources than the cluster has."""
-
-
-class RayTrainingError(RuntimeError):
-    """A Ray Train run that failed for a reason other than a bad option or input (those keep
-    their own type: ValueError, FileNotFoundError, ...), after Ray's restarts."""
 
 
 def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
@@ -106,14 +97,14 @@ def parse_address(address: str) -> tuple[str, int]:
     """``HOST:PORT`` (optionally ``ray://`` is refused: Ray Client is not supported)."""
     addr = address.strip()
     if addr.startswith("ray://"):
-        raise RayClusterError(
+        raise ClusterError(
             f"Got ray.address={address!r}: Ray Client (ray://) is not supported; give the GCS "
             "address HOST:PORT that `ray start --head` printed (default port 6379) and run "
             "the command on a machine of the cluster"
         )
     host, sep, port = addr.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise RayClusterError(
+        raise ClusterError(
             f"Got ray.address={address!r}, expected HOST:PORT of a running cluster's head "
             "(e.g. 127.0.0.1:6379, as printed by `ray start --head`)"
         )
@@ -129,26 +120,58 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+# An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS) answers with
+# a SETTINGS frame of its own; anything else (an HTTP/1 server, a database, ssh) does not.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_H2_SETTINGS = 0x04
+
+
 def check_reachable(address: str, timeout: float = 10.0) -> None:
-    """Fails fast, with the fix, when nothing listens at ``address`` (Ray would retry for long)."""
+    """Fails fast, with the fix, when no Ray head answers at ``address``.
+
+    Ray's own ``ray.init`` retries for minutes against a closed port and hangs for longer
+    against a listener that is not Ray, so this checks first, within ``timeout``: that the port
+    accepts a connection and that what answers speaks gRPC (Ray's GCS protocol). With TLS
+    (``RAY_USE_TLS=1``) only the connection is checked.
+    """
     host, port = parse_address(address)
+    fix = (f"Start one there with `ray start --head --port={port}` (and `ray start "
+           f"--address={address}` on the other machines), check the host and port that "
+           "`ray start --head` printed, or drop ray.address= to start a local instance")
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as e:
-        raise RayClusterError(
-            f"no Ray cluster answers at ray.address={address} ({e.strerror or e}). Start one "
-            f"there with `ray start --head --port={port}` (and `ray start "
-            f"--address={address}` on the other machines), check the host and port that "
-            "`ray start --head` printed, or drop ray.address= to start a local instance"
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if os.environ.get("RAY_USE_TLS", "0") in ("1", "true", "True"):
+                return
+            sock.settimeout(timeout)
+            sock.sendall(_H2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                more = sock.recv(9 - len(head))
+                if not more:
+                    break
+                head += more
+    except TimeoutError:
+        raise ClusterError(
+            f"something listens at ray.address={address} but did not answer as a Ray cluster "
+            f"within {timeout:g} s (ray.connect_timeout_s). {fix}"
         ) from None
+    except OSError as e:
+        raise ClusterError(
+            f"no Ray cluster answers at ray.address={address} ({e.strerror or e}). {fix}"
+        ) from None
+    if len(head) < 9 or head[3] != _H2_SETTINGS:
+        seen = head[:16].decode("latin-1", errors="replace").strip() or "nothing"
+        raise ClusterError(
+            f"the server at ray.address={address} is not a Ray cluster (it answered "
+            f"{seen!r}, not Ray's gRPC). {fix}"
+        )
 
 
-def version_error(message: str, address: str) -> RayClusterError:
+def version_error(message: str, address: str) -> ClusterError:
     """Ray's version-mismatch message, with what to install."""
     import ray
 
-    return RayClusterError(
+    return ClusterError(
         f"the Ray cluster at {address} runs another Ray or Python version than this process "
         f"(here: Ray {ray.__version__}, Python {platform.python_version()}). Ray says: "
         f"{' '.join(message.split())} Install the cluster's versions in this environment "
@@ -198,7 +221,7 @@ def _connect(cfg: Any) -> None:
         text = str(e) if cause is e else f"{e}: {cause}"
         if "version mismatch" in text.lower():
             raise version_error(str(cause), address) from None
-        raise RayClusterError(
+        raise ClusterError(
             f"cannot join the Ray cluster at ray.address={address}: {text.strip()}. Is it a Ray "
             "head (`ray start --head`), and when the cluster uses token authentication "
             "(RAY_AUTH_MODE=token), does this process have the same RAY_AUTH_MODE and its "
@@ -243,7 +266,7 @@ def describe_resources(resources: dict[str, float] | None = None) -> str:
 
 
 def check_resources(what: str, workers: int, cpus: float, gpus: float = 0.0) -> None:
-    """Raises :class:`RayResourceError` when ``workers`` × (cpus, gpus) exceeds the cluster."""
+    """Raises :class:`ResourceError` when ``workers`` × (cpus, gpus) exceeds the cluster."""
     have = cluster_resources()
     need_cpu, need_gpu = workers * cpus, workers * gpus
     short = []
@@ -252,7 +275,7 @@ def check_resources(what: str, workers: int, cpus: float, gpus: float = 0.0) -> 
     if need_gpu > have.get("GPU", 0) + 1e-9:
         short.append(f"{need_gpu:g} GPU")
     if short:
-        raise RayResourceError(
+        raise ResourceError(
             f"{what} asked for {workers} worker(s) × ({cpus:g} CPU, {gpus:g} GPU) = "
             f"{' and '.join(short)}, but the cluster has {describe_resources(have)}. Lower "
             "ray.num_workers= / the per-worker resources, or add nodes to the cluster"

@@ -1,9 +1,16 @@
 """Scripted-expert demonstration collection into an episode store (``robolearn collect``).
 
-Every episode has its own goal seed, derived from (collection seed, task, attempt number), so a
-collection is reproducible episode by episode and a resumed collection produces exactly the
-episodes an uninterrupted one would have. Only successful episodes are kept; attempts and
-successes are both counted and reported.
+Every episode has its own goal seed, derived from (collection seed, task, attempt number), and
+its TaskParams are drawn from that seed, so a collection is reproducible episode by episode and
+a resumed collection produces exactly the episodes an uninterrupted one would have. Only
+successful episodes are kept; attempts and successes are both counted and reported.
+
+The episodes are rolled out by the one engine (:func:`robolearn.rollout.run_batch`, B = 1,
+the scripted expert acting on what the store records) in this process or on Ray actors.
+
+A store remembers how it was collected (``attrs["collect"]``: suite, seed, expert noise,
+randomisation, early stop): re-running with the same settings resumes it (or extends it to more
+episodes per task), and other settings are refused with the fix rather than mixed in.
 """
 
 from __future__ import annotations
@@ -13,76 +20,81 @@ import functools
 import json
 import logging
 import time
-import zlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 import sim
-from robolearn.data.store import EpisodeStore, StoreError
-from robolearn.data.writer import EpisodeWriter
-from robolearn.raycluster import cfg_get, check_reachable, uses_ray
-from robolearn.rollouts import TaskAffinity, rollout_pool
+from robolearn.cluster import RayConfig, cfg_get, check_reachable, uses_ray
+from robolearn.data.store import EpisodeStore, StoreError, claim_store
+from robolearn.errors import ConfigError, ReuseError
+from robolearn.rollout import (
+    EpisodeSpec,
+    ExpertAgent,
+    RandomizationConfig,
+    RolloutOptions,
+    TaskAffinity,
+    Trajectory,
+    agent_spec,
+    episode_seed,
+    physics_from_config,
+    rollout_pool,
+    run_batch,
+    trajectory_rows,
+)
+from robolearn.rollout.physics import describe_briefly
 
 log = logging.getLogger(__name__)
 
-
-def episode_seed(seed: int, task: str, attempt: int) -> int:
-    """Goal seed of one collection attempt: a pure function of (seed, task, attempt)."""
-    ss = np.random.SeedSequence([int(seed), zlib.crc32(task.encode()), int(attempt)])
-    return int(ss.generate_state(1, np.uint32)[0])
+EXPERT_ID = "scripted-expert"
 
 
-def ranges_from_config(randomize: Any) -> sim.ParamRanges:
-    """``RandomizationConfig`` (lists [low, high]) → ``sim.ParamRanges``."""
-    d = {}
-    for k, v in dict(randomize).items():
-        if len(v) != 2:
-            raise ValueError(f"Got randomize.{k}={list(v)}, expected [low, high]")
-        cast = int if k == "action_latency" else float
-        d[k] = (cast(v[0]), cast(v[1]))
-    return sim.ParamRanges.from_dict(d)
+@dataclass
+class CollectConfig:
+    """``robolearn collect``: scripted-expert demonstrations into an episode store."""
 
+    suite: str = "MT10"  # MT1:<task> | MT10 | MT50 | ML10 | ML45 (ML suites: train tasks only)
+    episodes_per_task: int = 50  # successful episodes kept per task
+    out: str = "data/mt10_demos.zarr"  # the episode store; re-running resumes it
+    seed: int = 0  # demo goal seed; keep evaluation seeds different
+    expert_noise_std: float = 0.0  # Gaussian noise on the scripted expert's actions
+    max_attempts_per_task: int = 0  # give up on a task after this many attempts (0: 3x episodes)
+    stop_on_success: bool = True  # end an episode at the first success (else run the horizon)
+    randomize: RandomizationConfig = field(default_factory=RandomizationConfig)  # env physics box
+    overwrite: bool = False  # replace an existing store at `out` instead of resuming it
+    background_writer: bool = True  # commit episodes from a writer process while simulating
+    fast: bool = True  # sim's fast step (identical results); false: Meta-World's own step
+    ray: RayConfig = field(default_factory=RayConfig)  # rollouts on Ray actors (num_workers=0: here)
+    run_dir: str = ""  # where config/log/summary go (default outputs/collect/<time>)
 
-def rollout_expert(
-    env: Any,
-    expert: sim.ScriptedExpert,
-    seed: int,
-    *,
-    stop_on_success: bool = True,
-    max_steps: int = sim.HORIZON,
-) -> tuple[dict[str, np.ndarray], bool]:
-    """One episode of the scripted expert; returns (steps, success).
+    def __post_init__(self) -> None:
+        for name, value, low in (("episodes_per_task", self.episodes_per_task, 1),
+                                 ("max_attempts_per_task", self.max_attempts_per_task, 0),
+                                 ("seed", self.seed, 0)):
+            if value < low:
+                raise ConfigError(f"Got {name}={value}, expected >= {low}"
+                                  + (" (0: 3 x episodes_per_task)"
+                                     if name == "max_attempts_per_task" else ""))
+        if not 0.0 <= self.expert_noise_std <= 1.0:
+            raise ConfigError(f"Got expert_noise_std={self.expert_noise_std}, expected 0..1")
+        if not self.out:
+            raise ConfigError("Got out='', expected the path of the episode store to write")
+        try:
+            sim.get_suite(self.suite)
+            physics_from_config(None, self.randomize)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from None
 
-    Row t holds the observation o_t, the action a_t taken in it, and the reward/success that
-    followed. Success follows the Meta-World protocol: ``info["success"]`` at any step.
-    """
-    obs, _ = env.reset(seed=seed)
-    expert.reset(seed=seed)
-    observe = getattr(env, "expert_observation", None)
-    rows_obs, rows_act, rows_rew, rows_suc = [], [], [], []
-    success = False
-    for _ in range(max_steps):
-        expert_obs = observe() if observe is not None and not env.goal_observable else obs
-        action = expert.act(expert_obs)
-        rows_obs.append(obs)
-        rows_act.append(action)
-        obs, reward, terminated, truncated, info = env.step(action)
-        rows_rew.append(reward)
-        rows_suc.append(bool(info["success"]))
-        success = success or rows_suc[-1]
-        if (success and stop_on_success) or terminated or truncated:
-            break
-    steps = {
-        "obs": np.asarray(rows_obs, dtype=np.float32),
-        "action": np.asarray(rows_act, dtype=np.float32),
-        "reward": np.asarray(rows_rew, dtype=np.float32),
-        "success": np.asarray(rows_suc, dtype=bool),
-    }
-    return steps, success
+    def settings(self) -> dict[str, Any]:
+        """What decides the episodes (recorded in the store; a resume must match it)."""
+        return {"suite": self.suite, "seed": int(self.seed),
+                "expert_noise_std": float(self.expert_noise_std),
+                "stop_on_success": bool(self.stop_on_success),
+                "physics": physics_from_config(None, self.randomize).describe(),
+                "reward_version": sim.REWARD_VERSION}
 
 
 @dataclasses.dataclass
@@ -165,39 +177,78 @@ def _existing_tally(store: EpisodeStore, tasks: list[str]) -> dict[str, TaskTall
     return tally
 
 
+def check_reuse(store: EpisodeStore, cfg: CollectConfig, tally: dict[str, TaskTally]) -> None:
+    """Refuses, with the fix, to resume a store collected with other settings, or one that
+    already holds more episodes per task than asked for (training on it would use them all)."""
+    user = store.attrs.get("user", {})
+    want = cfg.settings()
+    have = user.get("collect")
+    fix = (f"Use another out= for these settings, overwrite=true to replace {store.path}, or "
+           "the settings it was collected with")
+    if have is None:  # a store written before stores recorded their settings
+        have = {"suite": user.get("suite", want["suite"]),
+                "seed": user.get("collect_seed", want["seed"])}
+        if len(store):
+            info = json.loads(str(store.meta("info")[0]))
+            have["expert_noise_std"] = float(info.get("action_noise_std", 0.0))
+    diff = {k: (have[k], want[k]) for k in have if k in want and have[k] != want[k]}
+    if "physics" in diff:
+        diff["physics"] = tuple(describe_briefly(d) for d in diff["physics"])
+    if diff:
+        what = "; ".join(f"{k}: store {a}, asked {b}" if k == "physics" else
+                         f"{k}: store {a!r}, asked {b!r}" for k, (a, b) in diff.items())
+        raise ReuseError(f"{store.path} was collected with other settings ({what}). {fix}")
+    over = {t: x.kept for t, x in tally.items() if x.kept > cfg.episodes_per_task}
+    if over:
+        most = max(over.values())
+        raise ReuseError(
+            f"{store.path} already holds more than episodes_per_task={cfg.episodes_per_task} "
+            f"episodes of {len(over)} task(s) (up to {most}); training on it would use them all. "
+            f"Pass episodes_per_task={most} to reuse it as it is, or another out= for a "
+            f"{cfg.episodes_per_task}-per-task store"
+        )
+
+
 def collect(
-    cfg: Any,
+    cfg: CollectConfig,
     *,
     progress: bool = True,
     on_episode: Callable[[str, int, bool], None] | None = None,
 ) -> CollectSummary:
     """Collect ``cfg.episodes_per_task`` successful expert episodes per task of ``cfg.suite``.
 
-    Resumes an existing store at ``cfg.out`` (unless ``cfg.overwrite``): tasks that already
-    have enough episodes are skipped, others continue at their next attempt number.
+    Resumes an existing store at ``cfg.out`` (unless ``cfg.overwrite``) collected with the same
+    settings: tasks that already have enough episodes are skipped, others continue at their
+    next attempt number.
     """
     suite = sim.get_suite(cfg.suite)
     tasks = list(suite.train_tasks)
-    if cfg.episodes_per_task < 1:
-        raise ValueError(f"Got episodes_per_task={cfg.episodes_per_task}, expected >= 1")
-    ranges = ranges_from_config(cfg.randomize)
+    physics = physics_from_config(None, cfg.randomize)
     ray_cfg = cfg_get(cfg, "ray")
     if uses_ray(ray_cfg) and cfg_get(ray_cfg, "address"):
         # before touching the store: a wrong address fails in a second and leaves nothing
         check_reachable(ray_cfg.address, float(cfg_get(ray_cfg, "connect_timeout_s", 10.0)))
     max_attempts = cfg.max_attempts_per_task or 3 * cfg.episodes_per_task
     out = Path(cfg.out)
-    if cfg.overwrite or not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        EpisodeStore.create(
-            out, sim.OBS_DIM, sim.ACTION_DIM, tasks=tasks, overwrite=cfg.overwrite,
-            attrs={"suite": cfg.suite, "collect_seed": int(cfg.seed),
-                   "reward_version": sim.REWARD_VERSION},
-        ).close()
+    attrs = {"suite": cfg.suite, "collect_seed": int(cfg.seed),
+             "reward_version": sim.REWARD_VERSION, "collect": cfg.settings()}
+    out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    # One owner for the whole command, taken before planning: a second collect on the same
+    # out= is refused (naming this one) instead of computing the same missing work.
+    with claim_store(out, create=dict(obs_dim=sim.OBS_DIM, action_dim=sim.ACTION_DIM,
+                                      tasks=tasks, attrs=attrs, overwrite=cfg.overwrite)) as claim:
+        return _collect_claimed(cfg, claim, tasks, physics, ray_cfg, max_attempts, t0, progress,
+                                on_episode)
+
+
+def _collect_claimed(cfg: CollectConfig, claim: Any, tasks: list[str], physics: Any, ray_cfg: Any,
+                     max_attempts: int, t0: float, progress: bool,
+                     on_episode: Callable[[str, int, bool], None] | None) -> CollectSummary:
+    out = Path(cfg.out)
     # Append mode waits for a previous writer (say, one still draining after its collector was
-    # killed) and repairs a crash tail, so the tally below is what is really committed.
-    with EpisodeStore.open(out, mode="a", lock_timeout=60.0) as existing:
+    # killed) and trims a crash tail, so the tally below is what is really committed.
+    with claim.open("a", lock_timeout=60.0) as existing:
         if existing.obs_dim != sim.OBS_DIM or existing.action_dim != sim.ACTION_DIM:
             raise StoreError(
                 f"{out} holds obs_dim={existing.obs_dim}, action_dim={existing.action_dim}; "
@@ -205,45 +256,56 @@ def collect(
                 "overwrite=true"
             )
         tally = _existing_tally(existing, tasks)
+        check_reuse(existing, cfg, tally)
         resumed = len(existing)
     todo = sum(max(0, cfg.episodes_per_task - t.kept) for t in tally.values())
     if resumed:
         log.info("resuming %s: %d episodes present, %d to collect", out, resumed, todo)
     if todo == 0:
         ray_cfg = {"num_workers": 0}  # nothing to roll out: no need for Ray
+    spec = agent_spec(expert_noise=cfg.expert_noise_std, clean_obs=False)
+    options = RolloutOptions(stop_on_success=cfg.stop_on_success, record="steps",
+                             fast=cfg.fast)
     # The writer process first: its start-up (imports, opening the store) overlaps Ray's.
-    with EpisodeWriter(out, background=cfg.background_writer, wait_ready=False) as writer, \
-            rollout_pool(ray_cfg, what="robolearn collect", max_workers=max(1, todo)) as pool:
+    with claim.writer(background=cfg.background_writer, wait_ready=False) as writer, \
+            rollout_pool(ray_cfg, spec, what="robolearn collect", max_workers=max(1, todo)) as pool:
         startup = time.perf_counter() - t0
         t0 = time.perf_counter()
         bar = tqdm(total=todo, desc=f"collect {cfg.suite}", unit="ep", disable=not progress)
 
-        def record(task: str, attempt: int, seed: int, params: sim.TaskParams,
-                   steps: dict[str, np.ndarray], success: bool) -> None:
+        def record(traj: Trajectory) -> None:
+            task, attempt = traj.task, traj.spec.index
             t = tally[task]
             t.attempts += 1
             t.new_attempts += 1
-            if success:
+            if traj.success:
                 t.successes += 1
                 t.new_successes += 1
                 writer.add_episode(
-                    steps, task=task, source="expert", params=params, seed=seed,
-                    policy_id="scripted-expert",
-                    info={"attempt": attempt, "action_noise_std": cfg.action_noise_std},
+                    trajectory_rows(traj), task=task, source="expert", params=traj.spec.params,
+                    seed=traj.seed, policy_id=EXPERT_ID,
+                    info={"attempt": attempt, "action_noise_std": cfg.expert_noise_std},
                 )
                 t.kept += 1
-                t.steps_kept += len(steps["action"])
+                t.steps_kept += traj.length
                 bar.update(1)
             if on_episode is not None:
-                on_episode(task, attempt, success)
+                on_episode(task, attempt, traj.success)
             bar.set_postfix(task=task, success=f"{t.successes}/{t.attempts}", refresh=False)
 
+        def attempt_spec(task: str, attempt: int) -> EpisodeSpec:
+            seed = episode_seed(cfg.seed, task, attempt)
+            params, rand_vec = physics.draw(task, seed)
+            return EpisodeSpec(task, attempt, seed, params, rand_vec)
+
         run = _collect_here if pool is None else functools.partial(_collect_on_ray, pool)
-        env_steps = run(cfg, tasks, tally, max_attempts, ranges, record)
+        env_steps = run(cfg, tasks, tally, max_attempts, attempt_spec, options, record)
         bar.close()
         workers = 0 if pool is None else len(pool.actors)
         replaced = 0 if pool is None else pool.replaced
         seconds = time.perf_counter() - t0  # the rollouts (and commits), not Ray's start-up
+    with claim.open("a", lock_timeout=60.0) as store:
+        _record_target(store, cfg)
     for task in tasks:
         t = tally[task]
         if t.kept < cfg.episodes_per_task:
@@ -258,45 +320,48 @@ def collect(
     )
 
 
-Record = Callable[[str, int, int, sim.TaskParams, dict[str, np.ndarray], bool], None]
+def _record_target(store: EpisodeStore, cfg: CollectConfig) -> None:
+    """Remember the settings (and the largest episodes_per_task asked) in the store's attrs."""
+    have = store.attrs.get("user", {}).get("collect", {})
+    settings = {**cfg.settings(), "episodes_per_task": max(
+        int(have.get("episodes_per_task", 0) or 0), int(cfg.episodes_per_task))}
+    if have != json.loads(json.dumps(settings)):
+        store.update_user_attrs({"collect": settings})
 
 
-def _attempt(cfg: Any, ranges: sim.ParamRanges, task: str, attempt: int) -> tuple[int, Any]:
-    """Goal seed and TaskParams of one attempt: functions of (seed, task, attempt) only."""
-    seed = episode_seed(cfg.seed, task, attempt)
-    return seed, ranges.sample(np.random.default_rng(seed))
+SpecFn = Callable[[str, int], EpisodeSpec]
+Record = Callable[[Trajectory], None]
 
 
-def _collect_here(cfg: Any, tasks: list[str], tally: dict[str, TaskTally], max_attempts: int,
-                  ranges: sim.ParamRanges, record: Record) -> int:
+def _collect_here(cfg: CollectConfig, tasks: list[str], tally: dict[str, TaskTally],
+                  max_attempts: int, attempt_spec: SpecFn, options: RolloutOptions,
+                  record: Record) -> int:
     """The single-process path: attempts one after the other, task by task."""
     env_steps = 0
+    agent = ExpertAgent(cfg.expert_noise_std, clean_obs=False)
     for task in tasks:
         t = tally[task]
         if t.kept >= cfg.episodes_per_task:
             continue
-        env = sim.make_env(task)
-        expert = sim.ScriptedExpert(task, noise_std=cfg.action_noise_std)
+        env = sim.make_env(task, fast=options.fast)
         while t.kept < cfg.episodes_per_task and t.attempts < max_attempts:
-            attempt = t.attempts
-            seed, params = _attempt(cfg, ranges, task, attempt)
-            env.set_params(params)
-            steps, success = rollout_expert(env, expert, seed, stop_on_success=cfg.stop_on_success)
-            env_steps += len(steps["action"])
-            record(task, attempt, seed, params, steps, success)
+            (traj,) = run_batch(agent, [env], [attempt_spec(task, t.attempts)], options)
+            env_steps += traj.length
+            record(traj)
         env.close()
     return env_steps
 
 
-def _collect_on_ray(pool: Any, cfg: Any, tasks: list[str], tally: dict[str, TaskTally],
-                    max_attempts: int, ranges: sim.ParamRanges, record: Record) -> int:
+def _collect_on_ray(pool: Any, cfg: CollectConfig, tasks: list[str],
+                    tally: dict[str, TaskTally], max_attempts: int, attempt_spec: SpecFn,
+                    options: RolloutOptions, record: Record) -> int:
     """The Ray path: attempts run on the pool's actors, results are recorded in the order the
     single-process path records them (task by task, attempt by attempt), so the store ends up
     with the same episodes in the same order, and a resume works the same.
 
     A task gets as many attempts in flight as it would need if they all succeeded; a failed
     attempt makes room for one more. Each actor keeps to its own task while it has work
-    (:class:`~robolearn.rollouts.TaskAffinity`); results that arrive ahead of their turn wait
+    (:class:`~robolearn.rollout.TaskAffinity`); results that arrive ahead of their turn wait
     in memory, for at most ``2 × workers`` tasks ahead of the one being recorded.
     """
     need = cfg.episodes_per_task
@@ -304,7 +369,7 @@ def _collect_on_ray(pool: Any, cfg: Any, tasks: list[str], tally: dict[str, Task
     next_attempt = {t: tally[t].attempts for t in order}
     unprocessed = dict.fromkeys(order, 0)  # dispatched, not yet recorded
     failed = dict.fromkeys(order, 0)  # finished as failures, not yet recorded
-    ready: dict[str, dict[int, tuple]] = {t: {} for t in order}
+    ready: dict[str, dict[int, Trajectory]] = {t: {} for t in order}
     finished: set[str] = set()
     affinity = TaskAffinity(order)
     # Tasks ahead of the one being recorded that may start: bounds what waits in memory.
@@ -324,17 +389,14 @@ def _collect_on_ray(pool: Any, cfg: Any, tasks: list[str], tally: dict[str, Task
         attempt = next_attempt[task]
         next_attempt[task] += 1
         unprocessed[task] += 1
-        seed, params = _attempt(cfg, ranges, task, attempt)
-        return ((task, attempt, seed, params), "collect",
-                (task, attempt, seed, params.to_dict(), float(cfg.action_noise_std),
-                 bool(cfg.stop_on_success)), {})
+        return (task, attempt), ([attempt_spec(task, attempt)], options, 1), {}
 
-    for (task, attempt, seed, params), (steps, success) in pool.run(next_call):
-        env_steps += len(steps["action"])
+    for (task, attempt), ((traj,), _videos) in pool.run(next_call):
+        env_steps += traj.length
         if task in finished:
             continue  # a speculative attempt past what the task needed
-        ready[task][attempt] = (seed, params, steps, success)
-        failed[task] += not success
+        ready[task][attempt] = traj
+        failed[task] += not traj.success
         while cursor < len(order):  # record everything whose turn has come
             task = order[cursor]
             t = tally[task]
@@ -345,8 +407,48 @@ def _collect_on_ray(pool: Any, cfg: Any, tasks: list[str], tally: dict[str, Task
                 continue
             if t.attempts not in ready[task]:
                 break
-            seed, params, steps, success = ready[task].pop(t.attempts)
+            traj = ready[task].pop(t.attempts)
             unprocessed[task] -= 1
-            failed[task] -= not success
-            record(task, t.attempts, seed, params, steps, success)
+            failed[task] -= not traj.success
+            record(traj)
     return env_steps
+
+
+def summary_table(summary: CollectSummary, run_dir: Path) -> None:
+    """Prints the per-task table and the totals (the command's summary)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"robolearn collect {summary.suite} → {summary.store}")
+    for col in ("task", "episodes", "attempts", "expert success", "mean length"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for t in summary.tasks:
+        table.add_row(
+            t.task, str(t.kept), str(t.attempts), f"{t.success_rate:.2f}", f"{t.mean_length:.1f}"
+        )
+    total_att = sum(t.attempts for t in summary.tasks)
+    total_succ = sum(t.successes for t in summary.tasks)
+    table.add_row(
+        "total", str(summary.episodes), str(total_att),
+        f"{total_succ / total_att:.2f}" if total_att else "-", "", style="bold",
+    )
+    console = Console()
+    console.print(table)
+    rate = summary.env_steps / summary.seconds if summary.seconds else 0.0
+    console.print(
+        f"{summary.episodes} episodes in {summary.store} "
+        f"({summary.resumed_episodes} were already there); "
+        f"{summary.env_steps} env steps this run in {summary.seconds:.1f} s ({rate:.0f} steps/s"
+        + (f" on {summary.ray_workers} Ray actors" if summary.ray_workers else ", in this process")
+        + f"; start-up {summary.startup_seconds:.1f} s"
+        + (f"; {summary.actors_replaced} lost actor(s) replaced" if summary.actors_replaced
+           else "")
+        + f"). Run directory: {run_dir}"
+    )
+
+
+def run_collect(cfg: CollectConfig, run_dir: Path) -> dict[str, Any]:
+    """``robolearn collect``: collect, print the summary table, return the summary."""
+    summary = collect(cfg, progress=True)
+    summary_table(summary, run_dir)
+    return summary.to_dict()

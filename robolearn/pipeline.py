@@ -2,48 +2,172 @@
 
 Each stage is the same code as its own command (`collect`, `train`, `evaluate`), with the
 stages' outputs chained: the store collected is the dataset trained on, the checkpoint trained
-is the one evaluated, on the suite collected from. Re-running it reuses what exists: the store
-is resumed (nothing to collect when complete) and a training run with a checkpoint is resumed
-(nothing to train when finished), so a second run only re-evaluates.
+is the one evaluated, on the suite collected from.
+
+Re-running it reuses what was made with the same settings, and only that: the demonstration
+store and the training run live at paths derived from their settings
+(``data/mt10_demos.zarr`` and ``runs/mt10_flow_matching`` for the defaults; other settings get
+``data/<suite>_demos-<digest>.zarr`` and ``runs/<suite>_<policy>-<digest>``, the digest of what
+differs from the defaults), so a second run with the same settings collects nothing, trains
+nothing and re-evaluates, and a run with other settings makes its own. Paths given explicitly
+are checked instead: a store or run made with other settings is refused with the fix.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING
+
+from robolearn.cluster import RayConfig, RayTrainConfig
+from robolearn.collect import CollectConfig
+from robolearn.evaluate.config import EvaluateConfig
+from robolearn.train.config import RUN_DEFINING, TrainConfig, TrainOptions, policy_group_nodes
 
 log = logging.getLogger(__name__)
 
+DEMOS_PATH = "${rl_demos_path:}"
+RUN_PATH = "${rl_run_path:}"
 
-def train_config(cfg: DictConfig) -> DictConfig:
-    """The pipeline's `train` section + its `policy` group, as a `robolearn train` config."""
+
+def _pipeline_ray_train() -> RayTrainConfig:
+    """The pipeline's training stage joins the cluster its top-level `ray` section names."""
+    return RayTrainConfig(address="${ray.address}", object_store_mb="${ray.object_store_mb}",
+                          dashboard="${ray.dashboard}",
+                          connect_timeout_s="${ray.connect_timeout_s}")  # type: ignore[arg-type]
+
+
+def pipeline_collect(**kw: Any) -> CollectConfig:
+    return CollectConfig(**{"out": DEMOS_PATH, "fast": "${fast}", **kw},  # type: ignore[arg-type]
+                         ray="${ray}")
+
+
+def pipeline_train(**kw: Any) -> TrainOptions:
+    base = dict(dataset="${collect.out}", out=RUN_PATH, steps=6000, warmup_steps=300,
+                val_every=500, checkpoint_every=2000, log_every=100)
+    return TrainOptions(**{**base, **kw}, ray=_pipeline_ray_train())
+
+
+def pipeline_evaluate(**kw: Any) -> EvaluateConfig:
+    base = dict(checkpoint="${train.out}", suite="${collect.suite}", fast="${fast}")
+    return EvaluateConfig(**{**base, **kw}, ray="${ray}")  # type: ignore[arg-type]
+
+
+@dataclass
+class PipelineConfig:
+    """``robolearn pipeline`` (the main job): collect → train → evaluate, stages chained."""
+
+    defaults: list[Any] = field(default_factory=lambda: [{"policy": "flow_matching"}, "_self_"])
+    policy: Any = MISSING  # policy group, as in `robolearn train`
+    ray: RayConfig = field(default_factory=RayConfig)  # Ray for every stage (collect/evaluate.ray)
+    fast: bool = True  # sim's fast step in collect and evaluate; false: Meta-World's own step
+    collect: CollectConfig = field(default_factory=pipeline_collect)  # as `robolearn collect`
+    train: TrainOptions = field(default_factory=pipeline_train)  # as `robolearn train`
+    evaluate: EvaluateConfig = field(default_factory=pipeline_evaluate)  # as `robolearn evaluate`
+    run_dir: str = ""  # where config/log/summary/report go (default outputs/pipeline/<time>)
+
+
+# ----------------------------------------------------------------------------- derived paths
+def suite_slug(suite: str) -> str:
+    """``MT10`` → ``mt10``; ``MT:reach-v3+push-v3`` → ``mt-reach-v3+push-v3`` (path-safe)."""
+    return "".join(c if c.isalnum() or c in "+-_." else "-" for c in suite.lower())
+
+
+def _digest(diff: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(diff, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _value(node: Any, key: str) -> Any:
+    """``node[key]`` as plain data (resolved; nested configs as dicts)."""
+    from omegaconf import OmegaConf
+
+    value = node[key] if not isinstance(node, dict) else node.get(key)
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _differs(node: Any, defaults: dict[str, Any], keys: Any) -> dict[str, Any]:
+    """The values of ``keys`` in ``node`` that differ from ``defaults`` (only those keys are
+    read: a resolver must not resolve the path it is computing)."""
+    out = {}
+    for k in keys:
+        value = _value(node, k)
+        if value != defaults.get(k):
+            out[k] = value
+    return out
+
+
+_COLLECT_KEYS = ("episodes_per_task", "seed", "expert_noise_std", "stop_on_success", "randomize")
+
+
+def _collect_diff(collect: Any) -> dict[str, Any]:
+    return _differs(collect, dataclasses.asdict(CollectConfig()), _COLLECT_KEYS)
+
+
+def demos_path(*, _root_: Any) -> str:
+    """The default ``collect.out``: ``data/<suite>_demos.zarr`` (+ a digest of non-default
+    collection settings)."""
+    diff = _collect_diff(_root_.collect)
+    suffix = f"-{_digest(diff)}" if diff else ""
+    return f"data/{suite_slug(str(_root_.collect.suite))}_demos{suffix}.zarr"
+
+
+def run_path(*, _root_: Any) -> str:
+    """The default ``train.out``: ``runs/<suite>_<policy>`` (+ a digest of the dataset when it
+    is not the default one, of non-default run-defining options and of policy fields)."""
+    from omegaconf import OmegaConf
+
+    policy = OmegaConf.to_container(_root_.policy, resolve=True)
+    name = str(policy.get("name"))
+    diff: dict[str, Any] = _differs(_root_.train, dataclasses.asdict(pipeline_train()),
+                                    RUN_DEFINING)
+    policy_defaults = policy_group_nodes().get(name, {})
+    policy_diff = {k: v for k, v in policy.items() if policy_defaults.get(k) != v}
+    if policy_diff:
+        diff["policy"] = policy_diff
+    slug = suite_slug(str(_root_.collect.suite))
+    dataset = str(_root_.train.dataset)
+    if dataset != f"data/{slug}_demos.zarr":
+        diff["dataset"] = dataset
+    suffix = f"-{_digest(diff)}" if diff else ""
+    return f"runs/{slug}_{name}{suffix}"
+
+
+RESOLVERS = {"rl_demos_path": demos_path, "rl_run_path": run_path}
+
+
+# ----------------------------------------------------------------------------- the job
+def train_config(cfg: PipelineConfig) -> TrainConfig:
+    """The pipeline's `train` section + its `policy` group, as a `robolearn train` config; a run
+    that has a checkpoint is resumed (accepted as it is when finished) after its settings are
+    checked against these."""
     from robolearn.checkpoint import LATEST
 
-    tc = OmegaConf.create(OmegaConf.to_container(cfg.train, resolve=True))
-    tc.policy = OmegaConf.create(OmegaConf.to_container(cfg.policy, resolve=True))
-    if (Path(tc.out) / LATEST).exists() and not tc.overwrite:
-        tc.resume = True
-    OmegaConf.set_struct(tc, True)
-    return tc
+    values = {f.name: getattr(cfg.train, f.name) for f in dataclasses.fields(TrainOptions)}
+    if (Path(cfg.train.out) / LATEST).exists() and not cfg.train.overwrite:
+        values["resume"] = True
+    return TrainConfig(**values, policy=dict(cfg.policy))
 
 
-def run_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def run_pipeline(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     """Runs the three stages; one Ray instance serves every stage that uses Ray."""
-    from robolearn.raycluster import ray_session, uses_ray
+    from robolearn.cluster import ray_session, uses_ray
 
-    stages_use_ray = (uses_ray(cfg.collect.get("ray")) or uses_ray(cfg.evaluate.get("ray"))
-                      or cfg.train.get("trainer", "local") == "ray")
+    stages_use_ray = (uses_ray(cfg.collect.ray) or uses_ray(cfg.evaluate.ray)
+                      or cfg.train.trainer == "ray")
     if not stages_use_ray:
         return _run_stages(cfg, run_dir)
     with ray_session(cfg.ray):
         return _run_stages(cfg, run_dir)
 
 
-def _run_stages(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def _run_stages(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     from rich.console import Console
 
     from robolearn.collect import collect
@@ -61,7 +185,7 @@ def _run_stages(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                   f"({collected.resumed_episodes} reused), {times['collect']:.0f} s")
 
     tc = train_config(cfg)
-    console.rule(f"2/3 train {tc.policy.name} → {tc.out}" + (" (resuming)" if tc.resume else ""))
+    console.rule(f"2/3 train {tc.policy['name']} → {tc.out}" + (" (resuming)" if tc.resume else ""))
     t0 = time.perf_counter()
     trained = train(tc)
     times["train"] = time.perf_counter() - t0
@@ -71,8 +195,7 @@ def _run_stages(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     console.rule(f"3/3 evaluate on {cfg.evaluate.suite} ({cfg.evaluate.episodes_per_task} "
                  "episodes per task, held-out goals)")
     t0 = time.perf_counter()
-    ec = OmegaConf.create(OmegaConf.to_container(cfg.evaluate, resolve=True))
-    ec.checkpoint = str(trained.checkpoint)
+    ec = dataclasses.replace(cfg.evaluate, checkpoint=str(trained.checkpoint), checkpoints=[])
     report = run_evaluate(ec, run_dir / "evaluate")
     times["evaluate"] = time.perf_counter() - t0
 

@@ -2,7 +2,7 @@
 
 The runner keeps the observation history (To) and the action-chunk queue: it predicts a chunk
 of Ta actions, executes the first ``action_exec_horizon`` of them one per ``act`` call, then
-re-plans. The evaluator, the deployment runner and users all go through it.
+re-plans. The rollout engine, the deployment runner and users all go through it.
 
 Example:
     >>> policy = robolearn.load_policy("runs/mt10/checkpoint")      # device="auto"
@@ -13,19 +13,37 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import inspect
+import logging
 import os
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from policies import make_policy_from_dict
-from robolearn.checkpoint import CheckpointError, read_config, read_weights, resolve_checkpoint
-from robolearn.train import resolve_device
+from robolearn.checkpoint import (
+    CheckpointError,
+    read_config,
+    read_weights,
+    resolve_checkpoint,
+    weight_shapes,
+)
+from robolearn.devices import resolve_device
+from robolearn.errors import did_you_mean
+
+log = logging.getLogger(__name__)
+
+
+class Plan(NamedTuple):
+    """The chunk a :class:`PolicyRunner` generated: at episode step ``step`` (0-based, counted
+    in ``act`` calls since ``reset``), ``chunk`` (B, Ta, Da) from ``obs`` (B, To, Do)."""
+
+    step: int
+    chunk: np.ndarray
+    obs: np.ndarray
 
 
 class PolicyRunner:
@@ -36,6 +54,10 @@ class PolicyRunner:
         tasks: task names; a task's position is the index the policy was trained with.
         exec_horizon: actions executed from each predicted chunk before re-planning.
         seed: seed of the sampling noise (flow matching / diffusion), reset by :meth:`reset`.
+
+    Attributes:
+        last_plan: The most recent :class:`Plan` of this episode (``None`` before the first),
+            so a rollout can record which chunk each action came from.
     """
 
     def __init__(
@@ -72,6 +94,9 @@ class PolicyRunner:
         self._history: deque[np.ndarray] = deque(maxlen=self.obs_horizon)
         self._queue: deque[np.ndarray] = deque()
         self._batch: int | None = None
+        self._task: int | None = None
+        self._step = 0
+        self.last_plan: Plan | None = None
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(self.seed)
 
@@ -81,10 +106,9 @@ class PolicyRunner:
                 raise ValueError(f"Got task={task}, expected an index in 0..{len(self.tasks) - 1}")
             return int(task)
         if task not in self._task_index:
-            match = difflib.get_close_matches(str(task), self.tasks, n=1)
-            hint = f" Did you mean {match[0]!r}?" if match else ""
             raise ValueError(
-                f"this policy was not trained on task {task!r}.{hint} Its tasks: {self.tasks}"
+                f"this policy was not trained on task {task!r}.{did_you_mean(task, self.tasks)} "
+                f"Its tasks: {self.tasks}"
             )
         return self._task_index[task]
 
@@ -98,8 +122,16 @@ class PolicyRunner:
         return self.policy.predict_action_chunk(obs, task_t, **kwargs).float().cpu().numpy()
 
     def act(self, obs: np.ndarray, task: str | int) -> np.ndarray:
-        """The next action for observation ``obs`` (Do,) or a batch (B, Do) → (Da,) or (B, Da)."""
-        obs = np.asarray(obs, dtype=np.float32)
+        """The next action for observation ``obs`` (Do,) or a batch (B, Do) → (Da,) or (B, Da).
+
+        A call with another task than the queued actions were planned for starts over (history
+        and queue cleared, a new chunk planned): actions of one task are never executed on
+        another.
+        """
+        # A copy, always: the history keeps these rows, and callers reuse their buffers (the
+        # rollout engine writes each step's observations into the same array). Keeping a
+        # reference made the history [o_t, o_t] instead of [o_t-1, o_t].
+        obs = np.array(obs, dtype=np.float32, copy=True)
         single = obs.ndim == 1
         batch = obs[None] if single else obs
         if batch.ndim != 2 or batch.shape[1] != self.obs_dim:
@@ -108,6 +140,14 @@ class PolicyRunner:
             )
         if not np.isfinite(batch).all():
             raise ValueError("obs has non-finite values (NaN/Inf); refusing to act on it")
+        task_id = self.task_id(task)
+        if self._task is not None and task_id != self._task:
+            log.debug("task changed from %s to %s: re-planning", self.tasks[self._task],
+                      self.tasks[task_id])
+            self._history.clear()
+            self._queue.clear()
+            self._batch = None
+        self._task = task_id
         if self._batch is None:
             self._batch = batch.shape[0]
         elif batch.shape[0] != self._batch:
@@ -120,8 +160,11 @@ class PolicyRunner:
         else:
             self._history.append(batch)
         if not self._queue:
-            chunk = self.predict_chunk(np.stack(self._history, axis=1), task)
+            history = np.stack(self._history, axis=1)
+            chunk = self.predict_chunk(history, task_id)
             self._queue.extend(chunk[:, i] for i in range(self.exec_horizon))
+            self.last_plan = Plan(self._step, chunk, history)
+        self._step += 1
         action = self._queue.popleft()
         return action[0] if single else action
 
@@ -129,23 +172,42 @@ class PolicyRunner:
 def load_policy(path: str | os.PathLike, device: str = "auto", *, seed: int = 0) -> PolicyRunner:
     """Load a checkpoint written by the trainer (a run dir or a ``checkpoints/step_*`` dir).
 
-    Reads safetensors weights and a JSON config only (never unpickles). Raises
-    ``FileNotFoundError`` for a missing path and ``CheckpointError`` for anything that is not a
-    robolearn checkpoint.
+    Reads safetensors weights and a JSON config only (never unpickles). Before allocating
+    anything it checks that the config's tensors have exactly the shapes stored in the weights
+    file (so a config cannot make it allocate more than the file holds), and it refuses
+    non-finite weights.
+
+    Raises:
+        FileNotFoundError: a missing path.
+        CheckpointError: anything that is not a usable robolearn checkpoint.
+        ConfigError: an unknown ``device``.
     """
     ckpt = resolve_checkpoint(path)
     cfg = read_config(ckpt)
+    dev = resolve_device(device)
     try:
-        policy = make_policy_from_dict(cfg["policy"])
-    except (TypeError, ValueError) as e:
+        with torch.device("meta"):  # shapes only: nothing is allocated yet
+            skeleton = make_policy_from_dict(cfg["policy"])
+    except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{ckpt}: its policy config cannot be built: {e}") from None
-    weights = read_weights(ckpt)
-    missing, unexpected = policy.load_state_dict(weights, strict=False)
-    if missing or unexpected:
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    have = weight_shapes(ckpt)
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    wrong = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+    if missing or unexpected or wrong:
+        detail = [f"missing {missing[:4]}" if missing else "",
+                  f"unexpected {unexpected[:4]}" if unexpected else "",
+                  "shapes differ: " + ", ".join(f"{k} config {want[k]} vs file {have[k]}"
+                                                for k in wrong[:3]) if wrong else ""]
         raise CheckpointError(
-            f"{ckpt}: weights do not match the policy config (missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]})"
+            f"{ckpt}: the weights do not match its config.json ("
+            + "; ".join(d for d in detail if d) + "). The config was edited or belongs to "
+            "another checkpoint; use the config.json written with these weights"
         )
-    policy.to(resolve_device(device))
-    info = {k: cfg.get(k) for k in ("dataset", "collect_seed", "suite", "step", "ema")}
+    policy = make_policy_from_dict(cfg["policy"])
+    policy.load_state_dict(read_weights(ckpt), strict=False)
+    policy.to(dev)
+    info = {k: cfg.get(k) for k in ("dataset", "collect_seed", "suite", "step", "ema",
+                                    "objective")}
     return PolicyRunner(policy, cfg["tasks"], seed=seed, train_info=info, path=ckpt)

@@ -18,7 +18,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
   fi
   python -m pip install -q --upgrade pip
   python -c "import torch" 2>/dev/null || python -m pip install -q "${ROBOLEARN_TORCH:-torch==2.13.0}"
-  python -m pip install -q -e ".[dev,video,ray]"
+  python -m pip install -q -e ".[dev,video,ray,align]"
   # robomimic's dataset classes (used to check our HDF5 export) need no torchvision, but its
   # package metadata asks for one, which would replace the CPU torch with a CUDA build. Install
   # it without dependencies here; `pip install robolearn[robomimic]` is the full extra.

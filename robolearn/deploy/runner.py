@@ -1,13 +1,4 @@
-"""The deployment runner (``robolearn deploy``): a trained policy on a robot, safely, recorded.
-
-A fixed-rate control loop at the robot's rate: observe → ``policy.act`` (action-chunk
-execution through :func:`robolearn.load_policy`) → ``send_action`` through the safety layer,
-with per-step timing and missed-deadline accounting. Any exception or Ctrl-C stops the robot
-(the ``with robot:`` block) before it propagates. Every finished episode is committed to an
-episode store with ``source="real"`` — observations, the action the policy asked for, the action
-actually sent, interventions, timing, and the twin's TaskParams when known — the input of the
-real-grounded curriculum.
-"""
+"""The fixed-rate runner of ``robolearn deploy`` (see :mod:`robolearn.deploy`)."""
 
 from __future__ import annotations
 
@@ -19,62 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import MISSING, DictConfig, OmegaConf
+
+from robolearn.deploy.config import DeployConfig
+from robolearn.errors import DeployFault, RobotRefused
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TwinOptions:
-    """The simulated twin and its reality gap."""
-
-    realtime: bool = True  # step at the control rate in wall-clock time (else as fast as possible)
-    jitter_std_s: float = 0.0  # control-period jitter, seconds
-    friction_scale: float = 1.0  # reality gap: TaskParams applied to the twin
-    object_mass_scale: float = 1.0
-    joint_damping_scale: float = 1.0
-    actuator_gain_scale: float = 1.0
-    obs_noise_std: float = 0.0
-    action_noise_std: float = 0.0
-    action_latency: int = 0  # steps
-
-
-@dataclass
-class RemoteOptions:
-    """A robot served with `python -m hardware.server` (next to the arm)."""
-
-    host: str = "127.0.0.1"
-    port: int = 5555
-    token: str = ""  # shared token (default: $ROBOLEARN_ROBOT_TOKEN)
-    timeout_s: float = 1.0  # a reply slower than this is a dead link
-
-
-@dataclass
-class SafetyOptions:
-    """Client-side safety layer (the server may add its own)."""
-
-    max_delta: float = 0.5  # max change of any action entry per step
-    watchdog_timeout_s: float = 0.1  # stop the robot when no valid command arrives for this long
-    workspace: bool = True  # keep the end effector in Meta-World's hand box
-
-
-@dataclass
-class DeployConfig:
-    """``robolearn deploy``: run a checkpoint on a robot, record every episode."""
-
-    policy: str = MISSING  # checkpoint or run directory written by `robolearn train`
-    robot: str = "twin"  # twin | remote
-    task: str = "reach-v3"  # task name, as the policy knows it
-    episodes: int = 10  # episodes to run
-    max_steps: int = 500  # steps per episode (Meta-World's horizon)
-    seed: int = 2000  # episode i's goal seed (twin): episode_seed(seed, task, i)
-    rate_hz: float = 0.0  # control rate (0: the robot's own; the twin's is 80 Hz)
-    out: str = "data/real_episodes.zarr"  # episode store for the recordings (source=real)
-    device: str = "auto"  # policy inference device
-    twin: TwinOptions = field(default_factory=TwinOptions)
-    remote: RemoteOptions = field(default_factory=RemoteOptions)
-    safety: SafetyOptions = field(default_factory=SafetyOptions)
-    run_dir: str = ""  # where config/log/summary go (default outputs/deploy/<time>)
 
 
 # Per-step extras recorded next to obs/action (action = what was actually sent).
@@ -90,21 +30,15 @@ def _extras(action_dim: int, n_kinds: int) -> dict[str, tuple[tuple[int, ...], s
     }
 
 
-class DeployFault(RuntimeError):
-    """The run ended on a fault (link loss, watchdog trip, policy error); the robot was stopped."""
-
-
-def build_robot(cfg: DictConfig) -> Any:
+def build_robot(cfg: DeployConfig) -> Any:
     """The configured backend wrapped in the safety layer."""
     from hardware import SafeRobot, SafetyConfig
 
     if cfg.robot == "twin":
         from hardware import TwinRobot
-        from sim import TaskParams
+        from robolearn.rollout.physics import params_from_config
 
-        gap = {k: v for k, v in OmegaConf.to_container(cfg.twin).items()
-               if k not in ("realtime", "jitter_std_s")}
-        backend = TwinRobot(cfg.task, params=TaskParams(**gap), seed=None,
+        backend = TwinRobot(cfg.task, params=params_from_config(cfg.twin), seed=None,
                             realtime=cfg.twin.realtime, jitter_std_s=cfg.twin.jitter_std_s)
     elif cfg.robot == "remote":
         from hardware import RemoteRobot
@@ -147,102 +81,134 @@ def _sanitize(action: Any, action_dim: int) -> tuple[np.ndarray, bool]:
     return a, True
 
 
-def run_deploy(cfg: DictConfig, run_dir: Path, *, policy: Any = None, robot: Any = None,
+def run_deploy(cfg: DeployConfig, run_dir: Path, *, policy: Any = None, robot: Any = None,
                progress: bool = True) -> dict[str, Any]:
     """Run ``cfg.episodes`` episodes; returns the summary (also written by the CLI).
 
     ``policy`` / ``robot`` may be given directly (tests, notebooks); by default the checkpoint
     is loaded with :func:`robolearn.load_policy` and the robot built by :func:`build_robot`.
-    Raises :class:`DeployFault` after stopping the robot when the run ends on a fault.
+    Every finished episode is committed; when the run ends on a fault or Ctrl-C, the steps of the
+    episode in progress are committed too, marked incomplete (training readers skip them).
+
+    Raises:
+        DeployFault: the run ended on a fault (dead link, watchdog); the robot was stopped.
+        RobotRefused: the robot server refused this client (token, protocol, busy).
     """
-    from tqdm.auto import tqdm
+    from hardware import INTERVENTION_KINDS
+    from robolearn.data import claim_store
 
-    from hardware import INTERVENTION_KINDS, RobotError
-    from robolearn.collect import episode_seed
-    from robolearn.data import EpisodeStore
-
-    if cfg.episodes < 1 or cfg.max_steps < 1:
-        raise ValueError(f"Got episodes={cfg.episodes}, max_steps={cfg.max_steps}; both >= 1")
     if policy is None:
         from robolearn import load_policy
 
-        policy = load_policy(cfg.policy, device=cfg.device)
+        policy = load_policy(cfg.checkpoint, device=cfg.device)
     task_id = policy.task_id(cfg.task)  # unknown task: clear error before touching the robot
     robot = robot if robot is not None else build_robot(cfg)
-    action_dim = policy.action_dim
     kinds = list(INTERVENTION_KINDS)
     out = Path(cfg.out)
-    if out.exists():
-        store = EpisodeStore.open(out, mode="a")
-        missing = set(_extras(action_dim, len(kinds))) - set(store.spec)
-        if store.obs_dim != policy.obs_dim or missing:
-            store.close()
-            raise ValueError(f"{out} is not a deployment store for this policy (obs_dim "
-                             f"{store.obs_dim} vs {policy.obs_dim}, missing keys {sorted(missing)});"
-                             " pick another out=")
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        store = EpisodeStore.create(out, policy.obs_dim, action_dim,
-                                    extras=_extras(action_dim, len(kinds)),
-                                    attrs={"intervention_kinds": kinds, "source": "deploy"})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # One owner for the whole run (a second deploy onto the same out= is refused); an existing
+    # store must have the per-step keys a deployment records.
+    create = dict(obs_dim=policy.obs_dim, action_dim=policy.action_dim,
+                  extras=_extras(policy.action_dim, len(kinds)),
+                  attrs={"intervention_kinds": kinds, "source": "deploy"})
+    with claim_store(out, create=create) as claim, claim.open("a") as store:
+        return _deploy(cfg, store, robot, policy, task_id, kinds, progress)
+
+
+def _deploy(cfg: DeployConfig, store: Any, robot: Any, policy: Any, task_id: int,
+            kinds: list[str], progress: bool) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from hardware import RobotError, RobotRefusedError
+    from robolearn.rollout import episode_seed
+
+    out = store.path
     timing = _Timing()
     successes: list[bool] = []
     fault: str | None = None
+    incomplete = 0
     params = None
     if cfg.robot == "twin" and hasattr(getattr(robot, "robot", None), "params"):
         params = robot.robot.params
+    policy_id = str(getattr(policy, "path", cfg.checkpoint))
     bar = tqdm(total=cfg.episodes, desc=f"deploy {cfg.task} on {cfg.robot}", unit="ep",
                disable=not progress)
     t_start = time.perf_counter()
+
+    def commit(rows: dict[str, list], ep: int, seed: int, success: bool, complete: bool) -> None:
+        info = {"episode": ep, "success": success, "robot": cfg.robot}
+        kwargs = {} if complete else {"complete": False}
+        store.add_episode({k: np.asarray(v) for k, v in rows.items()}, task=cfg.task,
+                          source="real", params=params,
+                          seed=seed if cfg.robot == "twin" else None, policy_id=policy_id,
+                          info=info, **kwargs)
+
+    rows: dict[str, list] = _new_rows()
+    ep, seed = 0, 0
     try:
-        with store, robot:
+        with robot:
             rate = cfg.rate_hz or getattr(getattr(robot, "robot", robot), "control_hz", 0) or 80.0
             period = 1.0 / rate
             for ep in range(cfg.episodes):
                 seed = episode_seed(cfg.seed, cfg.task, ep)
-                rows, success = _run_episode(cfg, robot, policy, task_id, seed, period, kinds,
-                                             timing)
+                rows = _new_rows()
+                success = _run_episode(cfg, robot, policy, task_id, seed, period, kinds, timing,
+                                       rows)
                 robot.stop()  # hold while the episode is written
                 if rows["obs"]:
-                    store.add_episode(
-                        {k: np.asarray(v) for k, v in rows.items()}, task=cfg.task,
-                        source="real", params=params, seed=seed if cfg.robot == "twin" else None,
-                        policy_id=str(getattr(policy, "path", cfg.policy)),
-                        info={"episode": ep, "success": success, "robot": cfg.robot},
-                    )
+                    commit(rows, ep, seed, success, complete=True)
+                rows = _new_rows()
                 successes.append(success)
                 bar.update(1)
                 bar.set_postfix(success=f"{sum(successes)}/{len(successes)}", refresh=False)
     except KeyboardInterrupt:
         fault = "interrupted (Ctrl-C)"
         raise
+    except RobotRefusedError as e:
+        raise RobotRefused(
+            f"the robot refused this client: {e}. Nothing was run; check the token "
+            "(ROBOLEARN_ROBOT_TOKEN, the one `robolearn serve-robot` was started with), the "
+            "address, and that no other controller holds the robot"
+        ) from None
     except (RobotError, OSError) as e:
         fault = f"{type(e).__name__}: {e}"
     finally:
         bar.close()
+        if fault is not None and rows["obs"]:  # the episode in progress: keep its steps
+            commit(rows, ep, seed, bool(any(rows["success"])), complete=False)
+            incomplete = 1
     summary = {
-        "policy": str(cfg.policy), "robot": cfg.robot, "task": cfg.task,
+        "checkpoint": str(cfg.checkpoint), "robot": cfg.robot, "task": cfg.task,
         "episodes": len(successes), "success_rate": (float(np.mean(successes))
                                                       if successes else None),
+        "incomplete_episodes": incomplete,
         "interventions": dict(getattr(robot, "interventions", {})),
         **timing.summary(), "store": str(out), "seconds": round(time.perf_counter() - t_start, 2),
         "fault": fault,
     }
     _print_summary(summary)
     if fault is not None:
+        kept = " and the steps of the interrupted one (marked incomplete)" if incomplete else ""
         raise DeployFault(f"deployment stopped on a fault after {len(successes)} recorded "
-                          f"episode(s): {fault}. The robot was stopped; recorded episodes are in "
-                          f"{out}")
+                          f"episode(s): {fault}. The robot was stopped; the recorded episodes{kept}"
+                          f" are in {out}")
     return summary
 
 
-def _run_episode(cfg: DictConfig, robot: Any, policy: Any, task_id: int, seed: int,
-                 period: float, kinds: list[str], timing: _Timing) -> tuple[dict[str, list], bool]:
+_ROW_KEYS = ("obs", "action", "reward", "success", "action_policy", "policy_ok", "interventions",
+             "ee_pos", "policy_latency_s", "period_s", "missed_deadline")
+
+
+def _new_rows() -> dict[str, list]:
+    return {k: [] for k in _ROW_KEYS}
+
+
+def _run_episode(cfg: DeployConfig, robot: Any, policy: Any, task_id: int, seed: int,
+                 period: float, kinds: list[str], timing: _Timing, rows: dict[str, list]) -> bool:
+    """One episode at the fixed rate; appends its steps to ``rows`` as they happen (so a fault
+    mid-episode leaves the steps taken so far); returns whether it succeeded."""
     obs = robot.reset_episode(task=cfg.task, seed=seed)
     policy.reset()
-    rows: dict[str, list] = {k: [] for k in ("obs", "action", "reward", "success", "action_policy",
-                                             "policy_ok", "interventions", "ee_pos",
-                                             "policy_latency_s", "period_s", "missed_deadline")}
     success = False
     deadline = time.monotonic()
     last_start = None
@@ -261,23 +227,9 @@ def _run_episode(cfg: DictConfig, robot: Any, policy: Any, task_id: int, seed: i
         after = robot.interventions
         recorded, ok = _sanitize(requested, policy.action_dim)
         step_success = bool(np.asarray(nxt.get("success", False)))
-        rows["obs"].append(np.asarray(obs["state"], np.float32))
-        rows["action"].append(np.asarray(sent, np.float32))
-        rows["reward"].append(np.float32(0.0))
-        rows["success"].append(step_success)
-        rows["action_policy"].append(recorded)
-        rows["policy_ok"].append(ok)
-        rows["interventions"].append(np.array([after[k] - before.get(k, 0) for k in kinds],
-                                              np.int32))
-        rows["ee_pos"].append(np.asarray(obs.get("ee_pos", np.zeros(3)), np.float32))
-        rows["policy_latency_s"].append(np.float32(latency))
-        rows["period_s"].append(np.float32(start - last_start if last_start else period))
         timing.latencies.append(latency)
         if last_start is not None:
             timing.periods.append(start - last_start)
-        last_start = start
-        obs = nxt
-        success = success or step_success
         # The next step's slot starts one period after this one's. A step that ends more than
         # half a period past that point missed its deadline; the schedule then restarts from
         # now (so one stall counts once). The slack absorbs a robot that paces itself (a
@@ -285,15 +237,32 @@ def _run_episode(cfg: DictConfig, robot: Any, policy: Any, task_id: int, seed: i
         deadline += period
         now = time.monotonic()
         missed = now > deadline + 0.5 * period
-        rows["missed_deadline"].append(missed)
         if missed:
             timing.missed += 1
             deadline = now
+        row = {
+            "obs": np.asarray(obs["state"], np.float32),
+            "action": np.asarray(sent, np.float32),
+            "reward": np.float32(0.0),
+            "success": step_success,
+            "action_policy": recorded,
+            "policy_ok": ok,
+            "interventions": np.array([after[k] - before.get(k, 0) for k in kinds], np.int32),
+            "ee_pos": np.asarray(obs.get("ee_pos", np.zeros(3)), np.float32),
+            "policy_latency_s": np.float32(latency),
+            "period_s": np.float32(start - last_start if last_start else period),
+            "missed_deadline": missed,
+        }
+        for k, v in row.items():  # one whole row at a time: a fault never leaves a ragged one
+            rows[k].append(v)
+        last_start = start
+        obs = nxt
+        success = success or step_success
         if success:
             break
         if now < deadline:
             time.sleep(deadline - now)  # the fixed-rate loop's one wait per step
-    return rows, success
+    return success
 
 
 def _print_summary(s: dict[str, Any]) -> None:

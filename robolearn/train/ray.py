@@ -26,11 +26,11 @@ steps. Each start of the worker group appends a line to ``<out>/workers.jsonl`` 
 device, the step it restored). Job resume: the same command with the same ``out`` after the
 driver died creates a trainer with the same Ray run name and storage, so it continues from the
 newest checkpoint (Ray's copy, or the run directory's when that is newer); a finished run is
-refused unless ``overwrite=true`` (:func:`robolearn.train.plan_run_dir`, shared with
+refused unless ``overwrite=true`` (:func:`robolearn.train.rundir.plan_run_dir`, shared with
 ``trainer=local``).
 
 Clusters: ``ray.address=HOST:PORT`` joins a running cluster, else a local instance starts
-(:func:`robolearn.raycluster.ray_session`). On a cluster of several machines ``out`` and
+(:func:`robolearn.cluster.ray_session`). On a cluster of several machines ``out`` and
 ``ray.storage_path`` must be on storage every node reaches (an NFS path, or a URI such as
 ``s3://bucket/runs`` for the storage path): rank 0 may run on another machine than the command,
 and restarted workers read Ray's copy. When the run directory on this machine lacks the final
@@ -54,27 +54,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from robolearn.checkpoint import install_checkpoint
+from robolearn.checkpoint import install_checkpoint, resolve_checkpoint
+from robolearn.cluster import check_resources, describe_resources, ray_session
 from robolearn.data import EpisodeStore
-from robolearn.raycluster import (
-    RayResourceError,
-    RayTrainingError,
-    check_resources,
-    describe_resources,
-    ray_session,
-)
-from robolearn.train import (
+from robolearn.errors import ResourceError, TrainingError
+from robolearn.train.rundir import (
     RunPlan,
-    TrainResult,
     apply_run_plan,
-    check_resumable,
     checkpoint_step,
     finished,
     plan_run_dir,
-    resolve_checkpoint,
+    record_launch,
 )
+from robolearn.train.trainer import TrainResult, train_options
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +92,7 @@ class Scaling:
         return f"{self.workers} worker(s) × ({self.cpus:g} CPU{gpu})"
 
 
-def check_ray_options(cfg: DictConfig) -> None:
+def check_ray_options(cfg: Any) -> None:
     """Option checks that need no cluster (run before Ray starts)."""
     rcfg = cfg.ray
     if str(cfg.device) == "cpu" and rcfg.use_gpu:
@@ -179,7 +171,7 @@ def check_fits(scaling: Scaling, nodes: list[dict[str, float]],
     check_resources(what, scaling.workers, scaling.cpus, scaling.gpus)
     if _placeable(nodes, scaling.cpus, scaling.gpus) < scaling.workers:
         biggest = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
-        raise RayResourceError(
+        raise ResourceError(
             f"{what} asked for {scaling.describe()}, but they do not fit: each worker needs "
             f"its resources on one node and the largest node has {biggest:g} CPU "
             f"({describe_resources()}). Lower ray.cpus_per_worker= / ray.num_workers=, or add "
@@ -200,7 +192,7 @@ def experiment_name(run_dir: Path) -> str:
     return f"{run_dir.name}-{digest}"
 
 
-def storage_root(cfg: DictConfig, run_dir: Path) -> str:
+def storage_root(cfg: Any, run_dir: Path) -> str:
     path = str(cfg.ray.storage_path or "")
     if not path:
         return str((run_dir / "ray").resolve())
@@ -233,11 +225,13 @@ def _worker_loop(config: dict[str, Any]) -> None:
     import ray.train
     import torch
 
-    from robolearn.train import Trainer, restore_or_explain
+    from robolearn.train.config import TrainConfig
+    from robolearn.train.rundir import restore_or_explain
+    from robolearn.train.trainer import Trainer
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    cfg = OmegaConf.create(config["cfg"])
+    cfg = config_from_dict(config["cfg"], TrainConfig)
     run_dir = Path(config["run_dir"])
     # torch gets the worker's CPU share (Ray may start workers with OMP_NUM_THREADS=1).
     torch.set_num_threads(int(cfg.num_threads) if cfg.num_threads > 0 else config["threads"])
@@ -316,7 +310,15 @@ class _ProgressLines:
 
 
 # ------------------------------------------------------------------------- the driver
-def train_on_ray(cfg: DictConfig) -> TrainResult:
+def config_from_dict(data: dict[str, Any], cls: type) -> Any:
+    """A config dataclass back from :func:`~robolearn.train.trainer.train_options` data (what
+    the driver ships to its workers; validated again there)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), data))
+
+
+def train_on_ray(cfg: Any, overrides: list[str] | None = None) -> TrainResult:
     """``robolearn train trainer=ray``: plan the run directory, join/start Ray, check the
     resources, run the TorchTrainer, and return the same :class:`TrainResult` as local."""
     check_ray_options(cfg)
@@ -330,20 +332,19 @@ def train_on_ray(cfg: DictConfig) -> TrainResult:
     plan = plan_run_dir(cfg)
     if plan.finished:
         return finished(plan)
-    if plan.resume_from is not None:
-        check_resumable(cfg, plan.resume_from)
     t0 = time.perf_counter()
     with ray_session(cfg.ray):
         nodes = alive_nodes()
         scaling = resolve_scaling(cfg.ray, nodes, cfg.device)
         check_fits(scaling, nodes)
         apply_run_plan(plan)
+        record_launch(plan, cfg, overrides)
         result, launch = _fit(cfg, plan, scaling)
     wall = time.perf_counter() - t0
     return _summarise(cfg, plan, scaling, result, launch, wall)
 
 
-def _fit(cfg: DictConfig, plan: RunPlan, scaling: Scaling) -> tuple[Any, str]:
+def _fit(cfg: Any, plan: RunPlan, scaling: Scaling) -> tuple[Any, str]:
     import ray.train
     from ray.train import (
         CheckpointConfig,
@@ -367,7 +368,7 @@ def _fit(cfg: DictConfig, plan: RunPlan, scaling: Scaling) -> tuple[Any, str]:
     resources = {"CPU": scaling.cpus}
     if scaling.use_gpu:
         resources["GPU"] = scaling.gpus
-    worker_cfg = OmegaConf.to_container(cfg, resolve=True)
+    worker_cfg = train_options(cfg)
     # Ray Train runs each worker in its own working directory: paths must be absolute.
     worker_cfg["dataset"] = str(Path(cfg.dataset).expanduser().resolve())
     worker_cfg["out"] = str(run_dir)
@@ -427,7 +428,7 @@ def _ray_train_env(local: bool) -> Iterator[None]:
             os.environ.pop(k, None)
 
 
-def _explain_failure(e: Exception, cfg: DictConfig, run_dir: Path) -> Exception:
+def _explain_failure(e: Exception, cfg: Any, run_dir: Path) -> Exception:
     """A failed fit as the error the local trainer would raise, plus where the run stands."""
     failures = getattr(e, "worker_failures", None) or {}
     cause = failures.get(0) or next(iter(failures.values()), None) or getattr(
@@ -442,10 +443,10 @@ def _explain_failure(e: Exception, cfg: DictConfig, run_dir: Path) -> Exception:
     if isinstance(cause, (ValueError, FileNotFoundError, FileExistsError, KeyError,
                           FloatingPointError)):
         return type(cause)(msg) if not isinstance(cause, KeyError) else ValueError(msg)
-    return RayTrainingError(msg)
+    return TrainingError(msg)
 
 
-def _summarise(cfg: DictConfig, plan: RunPlan, scaling: Scaling, result: Any, launch: str,
+def _summarise(cfg: Any, plan: RunPlan, scaling: Scaling, result: Any, launch: str,
                wall: float) -> TrainResult:
     run_dir = plan.run_dir
     metrics = dict(result.metrics or {})

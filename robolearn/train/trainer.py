@@ -1,13 +1,15 @@
-"""One trainer for every policy (``robolearn train``).
+"""One trainer for every policy and objective (``robolearn train``).
 
 It trains any `policies` policy on any episode store: the observation/action sizes and the task
 list come from the store, the policy's own fields from the ``policy`` config group. The loop is
-plain: sample windows → ``policy.compute_loss`` → AdamW step → EMA update; validation losses on
-held-out episodes; checkpoints (safetensors + JSON) that :func:`robolearn.load_policy` loads;
-exact resume (weights, EMA, optimiser, scheduler, step and every RNG).
+plain: sample windows → ``objective(policy, batch)`` (behaviour cloning by default:
+:mod:`robolearn.train.objectives`) → AdamW step → EMA update; validation losses (the policy's
+own loss) on held-out episodes; checkpoints (safetensors + JSON, recording the objective) that
+:func:`robolearn.load_policy` loads; exact resume (weights, EMA, optimiser, scheduler, step and
+every RNG).
 
 ``trainer=local`` runs it in this process; ``trainer=ray`` runs the same :class:`Trainer` in
-every worker of a Ray Train ``TorchTrainer`` (:mod:`robolearn.train_ray`): the trainer knows its
+every worker of a Ray Train ``TorchTrainer`` (:mod:`robolearn.train.ray`): the trainer knows its
 rank and world size, all-reduces gradients (DDP) when there is more than one worker, and calls
 ``on_checkpoint`` after each checkpoint so Ray can keep a copy.
 
@@ -15,9 +17,9 @@ Batch size semantics: ``batch_size`` windows per optimiser step *per process*; w
 workers an optimiser step sees ``W × batch_size`` windows (gradients averaged across workers).
 The learning rate is used as given, never rescaled.
 
-Run directories (the same for both trainers): a new ``out`` starts a run; the same command
-again after a crash resumes from the newest checkpoint; a finished run (checkpoint at
-``steps``) is refused unless ``overwrite=true`` (start over) or a larger ``steps=``.
+Run directories (:mod:`robolearn.train.rundir`, the same for both trainers): a new ``out``
+starts a run; the same command again after a crash resumes from the newest checkpoint; other
+run-defining settings are refused.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import inspect
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -36,47 +37,29 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from policies import EMA, config_to_dict, make_config, make_policy_from_config
 from robolearn.checkpoint import (
-    LATEST,
-    CheckpointError,
     optimizer_from_flat,
     optimizer_to_flat,
-    read_config,
     read_training_state,
     resolve_checkpoint,
     save_checkpoint,
 )
 from robolearn.data import EpisodeStore, SequenceSampler, split_episodes
+from robolearn.devices import resolve_device, to_device
+from robolearn.errors import ConfigError
+from robolearn.train.config import TrainOptions, check_options
+from robolearn.train.objectives import Objective, ObjectiveModule, make_objective
 
 log = logging.getLogger(__name__)
-
-TRAINERS = ("local", "ray")
 
 # on_checkpoint(step, checkpoint dir (rank 0; None on the other ranks), metrics): every rank
 # calls it at the same steps, so it may synchronise (Ray's report is a barrier).
 CheckpointHook = Callable[[int, "Path | None", dict[str, float]], None]
 # on_log(step, metrics): rank 0, every log_every steps.
 LogHook = Callable[[int, dict[str, float]], None]
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` → CUDA when present, else CPU; anything else is passed to torch."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Got device={device!r}, but this machine has no CUDA GPU; use auto or cpu")
-    return dev
-
-
-def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    """Numpy batch → tensors on ``device`` (the one place batches cross to torch)."""
-    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device, non_blocking=True)
-            for k, v in batch.items()}
 
 
 def lr_lambda(warmup: int, total: int, min_ratio: float):
@@ -152,46 +135,70 @@ class _NoMetrics:
         pass
 
 
-class _LossModule(torch.nn.Module):
-    """``forward(batch) = policy.compute_loss(batch)``: what DDP wraps, so its hooks all-reduce
-    the gradients of every policy parameter during ``backward``."""
+def policy_fields(cfg: Any) -> dict[str, Any]:
+    """The ``policy`` group of a train config as a plain dict (``name`` + its fields)."""
+    from omegaconf import DictConfig, OmegaConf
 
-    def __init__(self, policy: torch.nn.Module):
-        super().__init__()
-        self.policy = policy
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.policy.compute_loss(batch)
+    policy = cfg.policy
+    if isinstance(policy, DictConfig):
+        policy = OmegaConf.to_container(policy, resolve=True)
+    return json.loads(json.dumps(dict(policy)))
 
 
-def check_options(cfg: DictConfig) -> None:
-    """The trainer's own option checks (cheap: run before any data is loaded or Ray started)."""
-    if cfg.trainer not in TRAINERS:
-        raise ValueError(unknown_trainer_message(cfg.trainer))
-    if cfg.amp not in ("none", "bf16"):
-        raise ValueError(f"Got amp={cfg.amp!r}, expected 'none' or 'bf16'")
-    if cfg.steps < 1 or cfg.batch_size < 1:
-        raise ValueError(f"Got steps={cfg.steps}, batch_size={cfg.batch_size}; both must be >= 1")
-    for key in ("checkpoint_every", "log_every", "val_every", "keep_checkpoints"):
-        if cfg[key] < 1:
-            raise ValueError(f"Got {key}={cfg[key]}, expected >= 1")
-
-
-def unknown_trainer_message(name: str) -> str:
-    import difflib
-
-    match = difflib.get_close_matches(str(name), TRAINERS, n=1, cutoff=0.3)
-    hint = f" Did you mean trainer={match[0]}?" if match else ""
-    return (f"unknown trainer={name!r}.{hint} Available: local (this process), ray (Ray Train "
-            "TorchTrainer: DDP workers, restarts from checkpoints)")
-
-
-def policy_config_for(cfg: DictConfig, store: EpisodeStore) -> Any:
+def policy_config_for(cfg: Any, store: EpisodeStore) -> Any:
     """The policy config a train config gives on ``store`` (sizes and task count from it)."""
-    policy_fields = OmegaConf.to_container(cfg.policy, resolve=True)
-    name = policy_fields.pop("name")
-    return make_config(name, obs_dim=store.obs_dim, action_dim=store.action_dim,
-                       num_tasks=len(store.tasks), **policy_fields)
+    fields = policy_fields(cfg)
+    name = fields.pop("name")
+    try:
+        return make_config(name, obs_dim=store.obs_dim, action_dim=store.action_dim,
+                           num_tasks=len(store.tasks), **fields)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"policy={name}: {e}") from None
+
+
+def train_options(cfg: Any) -> dict[str, Any]:
+    """The train config as plain JSON-able data (what checkpoints and launches record)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        data = OmegaConf.to_container(cfg, resolve=True)
+    else:
+        data = dataclasses.asdict(cfg)
+    data.pop("defaults", None)
+    return json.loads(json.dumps(data, default=str))
+
+
+def resolve_episode_weights(cfg: Any, store: EpisodeStore, episodes: np.ndarray,
+                    extra: np.ndarray | None = None) -> np.ndarray | None:
+    """Per-episode weights of ``episodes`` from ``weights.task``, ``weights.episodes`` (a .npy
+    of one weight per store episode) and ``extra`` (the same, given in code); None: uniform."""
+    weights = np.ones(len(store), dtype=np.float64)
+    used = False
+    task_w = dict(cfg.weights.task)
+    if task_w:
+        unknown = sorted(set(task_w) - set(store.tasks))
+        if unknown:
+            raise ConfigError(f"Got weights.task for {unknown}, which {store.path} does not "
+                              f"hold; its tasks: {store.tasks}")
+        tasks = store.meta("task")
+        weights *= np.array([float(task_w.get(str(t), 1.0)) for t in tasks])
+        used = True
+    for source, values in (("weights.episodes", cfg.weights.episodes), ("episode_weights", extra)):
+        if values is None or (isinstance(values, str) and not values):
+            continue
+        arr = np.load(values) if isinstance(values, str) else np.asarray(values)
+        arr = np.asarray(arr, dtype=np.float64).reshape(-1)
+        if arr.shape != (len(store),) or not np.isfinite(arr).all() or (arr < 0).any():
+            raise ConfigError(f"{source}: expected {len(store)} finite weights >= 0 (one per "
+                              f"episode of {store.path}), got shape {arr.shape}")
+        weights *= arr
+        used = True
+    if not used:
+        return None
+    selected = weights[episodes]
+    if not selected.sum() > 0:
+        raise ConfigError("the episode weights are all zero on the training episodes")
+    return selected
 
 
 class Trainer:
@@ -204,16 +211,28 @@ class Trainer:
     directory (metrics, TensorBoard, checkpoints in the one format). Checkpoints hold every
     rank's RNG state, so a restart continues each rank's streams.
 
+    Args:
+        cfg: A train config (:class:`~robolearn.train.config.TrainConfig`).
+        run_dir: The run directory (rank 0 writes it).
+        objective: What to minimise (default: ``make_objective(cfg.objective)``, behaviour
+            cloning); its frozen :meth:`~robolearn.train.objectives.Objective.modules` are
+            moved to the device.
+        episode_weights: One weight per store episode (multiplies ``cfg.weights``): windows
+            are drawn ∝ weight (``weights.mode=sample``) or the loss is weighted (``loss``).
+        rank, world_size, device, on_checkpoint, on_log: set by Ray Train's workers.
+
     Example:
         >>> cfg = robolearn.cli.compose("train", ["dataset=demos.zarr", "steps=1000"])
         >>> result = Trainer(cfg, Path("runs/demo")).run()
     """
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, *, rank: int = 0, world_size: int = 1,
+    def __init__(self, cfg: TrainOptions, run_dir: Path, *, objective: Objective | None = None,
+                 episode_weights: np.ndarray | None = None, rank: int = 0, world_size: int = 1,
                  device: torch.device | str | None = None,
                  on_checkpoint: CheckpointHook | None = None, on_log: LogHook | None = None):
         check_options(cfg)
         self.cfg = cfg
+        self.objective = objective or make_objective(cfg.objective)
         self.run_dir = Path(run_dir)
         self.rank, self.world_size = int(rank), int(world_size)
         if not 0 <= self.rank < self.world_size:
@@ -228,16 +247,22 @@ class Trainer:
         self.rng = np.random.default_rng(self._rank_seed())
 
         self.store = EpisodeStore.open(cfg.dataset, mode="r")
-        if len(self.store) == 0:
-            raise ValueError(f"{cfg.dataset} has no committed episodes to train on")
+        # A deployment that faulted keeps its last episode, marked incomplete, for the
+        # post-mortem: training uses the complete ones only.
+        usable = self.store.complete_episodes()
+        if len(usable) == 0:
+            raise ValueError(f"{cfg.dataset} has no complete committed episodes to train on")
         self.policy_config = policy_config_for(cfg, self.store)
         pc = self.policy_config
-        self.train_eps, self.val_eps = split_episodes(
-            self.store.task_ids(), cfg.val_fraction, seed=cfg.seed
-        )
+        self.train_eps, self.val_eps = split_episodes(self.store.task_ids(), cfg.val_fraction,
+                                                      seed=cfg.seed, episodes=usable)
         arrays = self.store.load(["obs", "action"])  # one bulk read for samplers and normalisers
+        weights = resolve_episode_weights(cfg, self.store, self.train_eps,
+                                          extra=episode_weights)
+        sampler_kw = ({} if weights is None else
+                      {"episode_weights": weights, "weighting": cfg.weights.mode})
         self.sampler = SequenceSampler(self.store, pc.obs_horizon, pc.action_horizon, self.train_eps,
-                                       arrays=arrays)
+                                       arrays=arrays, **sampler_kw)
         self.val_batches = []
         if len(self.val_eps) and self.is_writer:
             val_sampler = SequenceSampler(self.store, pc.obs_horizon, pc.action_horizon,
@@ -250,6 +275,8 @@ class Trainer:
         rows = _episode_rows(self.store.episode_ends, self.train_eps)
         self.policy.fit_normalizers(arrays["obs"][rows], arrays["action"][rows])
         self.policy.to(self.device)
+        for module in self.objective.modules().values():
+            module.to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay,
             foreach=True,  # one kernel per op over all tensors, also on CPU (2x faster here)
@@ -259,9 +286,10 @@ class Trainer:
         )
         self.ema = EMA(self.policy, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.step = 0
-        # The loss every rank backpropagates: the policy's own (one process), or through DDP,
+        # The loss every rank backpropagates: the objective's (one process), or through DDP,
         # whose backward hooks all-reduce (average) the gradients across ranks.
-        self.compute_loss: Callable[[dict[str, torch.Tensor]], Any] = self.policy.compute_loss
+        self.compute_loss: Callable[[dict[str, torch.Tensor]], Any] = (
+            lambda batch: self.objective(self.policy, batch))
         if self.world_size > 1:
             self._init_distributed()
 
@@ -282,7 +310,8 @@ class Trainer:
         # rank (torch >= 2.13 names it forward_sync_buffers, older ones broadcast_buffers).
         no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in
                    inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers")
-        self.ddp = DistributedDataParallel(_LossModule(self.policy), device_ids=ids,
+        self.ddp = DistributedDataParallel(ObjectiveModule(self.policy, self.objective),
+                                           device_ids=ids,
                                            **{no_sync: False})
         self.compute_loss = self.ddp
         # Each rank its own flow/diffusion noise (the initial weights were drawn before this).
@@ -300,7 +329,9 @@ class Trainer:
             "dataset": str(Path(self.cfg.dataset).resolve()),
             "collect_seed": attrs.get("collect_seed"),
             "suite": attrs.get("suite"),
-            "train": OmegaConf.to_container(self.cfg, resolve=True),
+            "dataset_episodes": len(self.store),
+            "objective": self.objective.describe(),
+            "train": train_options(self.cfg),
         }
 
     def inference_state(self) -> dict[str, torch.Tensor]:
@@ -529,156 +560,3 @@ def _episode_rows(ends: np.ndarray, episodes: np.ndarray) -> np.ndarray:
     return np.concatenate([np.arange(starts[e], ends[e]) for e in episodes])
 
 
-# ---------------------------------------------------------------------- run directories
-RUN_FILES = ("checkpoints", LATEST, "metrics.jsonl", "tb", "ray", "workers.jsonl")
-
-
-@dataclasses.dataclass
-class RunPlan:
-    """What a train command will do with its run directory (:func:`plan_run_dir`)."""
-
-    run_dir: Path
-    resume_from: Path | None  # the checkpoint to continue from; None: a fresh start
-    resume_step: int | None
-    clear: bool  # overwrite=true on a directory with a run in it: remove that run first
-    finished: bool = False  # resume=true on a finished run: nothing to train
-
-    def finished_result(self) -> TrainResult:
-        """The finished run's :class:`TrainResult` (its last logged losses), training nothing."""
-        assert self.resume_from is not None and self.resume_step is not None
-        last: dict[str, float] = {}
-        path = self.run_dir / "metrics.jsonl"
-        if path.exists():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    last.update(json.loads(line))
-        val = last.get("val/loss")
-        return TrainResult(
-            run_dir=self.run_dir, checkpoint=self.resume_from, steps=self.resume_step,
-            seconds=0.0, steps_per_s=0.0, final_train_loss=float(last.get("train/loss", math.nan)),
-            final_val_loss=float(val) if val is not None else None,
-            resumed_from=self.resume_step,
-        )
-
-
-def default_run_dir(cfg: DictConfig) -> Path:
-    return Path("runs") / f"{cfg.policy.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def checkpoint_step(ckpt: Path) -> int:
-    return int(read_config(ckpt)["step"])
-
-
-def plan_run_dir(cfg: DictConfig) -> RunPlan:
-    """Decide, without touching anything, whether ``out`` starts, resumes or is refused.
-
-    - no checkpoint in ``out``: a fresh run (``resume=true`` is refused: nothing to resume);
-    - a checkpoint before ``steps``: resume from it, so the same command after a crash (or a
-      killed driver) continues where it stopped; ``resume=true`` says the same explicitly;
-    - a checkpoint at ``steps`` (a finished run): refused, unless ``overwrite=true`` (start over)
-      or a larger ``steps=`` (continue; the LR schedule then spans the new total); with
-      ``resume=true`` it is accepted as it is (nothing to train: the pipeline's second run);
-    - ``overwrite=true``: start over, removing the run's checkpoints and metrics.
-    """
-    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    if cfg.resume and cfg.overwrite:
-        raise ValueError("Got resume=true and overwrite=true: pass one of them (resume=true "
-                         f"continues the run in {run_dir}, overwrite=true starts it over)")
-    has_ckpt = (run_dir / LATEST).exists()
-    if cfg.overwrite:
-        return RunPlan(run_dir, None, None, clear=any(
-            (run_dir / f).exists() or (run_dir / f).is_symlink() for f in RUN_FILES))
-    if not has_ckpt:
-        if cfg.resume:
-            raise FileNotFoundError(
-                f"resume=true but {run_dir} has no checkpoint to resume from; drop resume=true "
-                "to start a new run there"
-            )
-        return RunPlan(run_dir, None, None, clear=False)
-    ckpt = resolve_checkpoint(run_dir)
-    step = checkpoint_step(ckpt)
-    if step >= cfg.steps:
-        if cfg.resume:
-            return RunPlan(run_dir, ckpt, step, clear=False, finished=True)
-        raise FileExistsError(
-            f"{run_dir} holds a finished run (checkpoint at step {step}, steps={cfg.steps}); "
-            "pass overwrite=true to train it again from scratch, a larger steps= to continue "
-            "it, resume=true to accept it as it is, or another out= for a new run"
-        )
-    return RunPlan(run_dir, ckpt, step, clear=False)
-
-
-def apply_run_plan(plan: RunPlan) -> None:
-    """Carry out :func:`plan_run_dir`'s decision: clear an overwritten run, create the dir."""
-    if plan.clear:
-        for sub in RUN_FILES:
-            p = plan.run_dir / sub
-            if p.is_symlink() or p.is_file():
-                p.unlink()
-            elif p.is_dir():
-                shutil.rmtree(p)
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
-    if plan.resume_from is not None:
-        log.info("resuming %s from its checkpoint at step %d", plan.run_dir, plan.resume_step)
-
-
-def prepare_run_dir(cfg: DictConfig) -> tuple[Path, Path | None]:
-    """The run directory and the checkpoint to resume from (None: a fresh start); see
-    :func:`plan_run_dir` for when a run starts, resumes or is refused."""
-    plan = plan_run_dir(cfg)
-    apply_run_plan(plan)
-    return plan.run_dir, plan.resume_from
-
-
-def check_resumable(cfg: DictConfig, ckpt: Path) -> None:
-    """Refuses, with the fix, to resume a checkpoint written for another policy config."""
-    with EpisodeStore.open(cfg.dataset, mode="r") as store:
-        want = json.loads(json.dumps(config_to_dict(policy_config_for(cfg, store))))
-    have = read_config(ckpt)["policy"]
-    if want != have:
-        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-        raise CheckpointError(
-            f"cannot resume {ckpt}: it was written for another policy config (differs in "
-            f"{', '.join(diff)}). Pass the same policy options as the run in {ckpt.parent.parent} "
-            "to continue it, overwrite=true to start it over, or another out= for a new run"
-        )
-
-
-def finished(plan: RunPlan) -> TrainResult:
-    log.info("%s already finished (step %d); nothing to train (resume=true)", plan.run_dir,
-             plan.resume_step)
-    return plan.finished_result()
-
-
-def restore_or_explain(trainer: Trainer, ckpt: Path) -> None:
-    try:
-        trainer.restore(ckpt)
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(
-            f"cannot resume from {ckpt}: {e}. Was it written with a different policy config or "
-            "dataset? Pass overwrite=true to start the run over, or another out= for a new run"
-        ) from None
-
-
-def train(cfg: DictConfig) -> TrainResult:
-    """Train per ``cfg`` (a composed ``train`` config); returns where the checkpoint is.
-
-    ``trainer=local`` trains in this process; ``trainer=ray`` on Ray Train
-    (:func:`robolearn.train_ray.train_on_ray`). Both start, resume or refuse ``out`` alike
-    (:func:`plan_run_dir`) and write the same checkpoints.
-    """
-    check_options(cfg)
-    if cfg.trainer == "ray":
-        from robolearn.train_ray import train_on_ray
-
-        return train_on_ray(cfg)
-    plan = plan_run_dir(cfg)
-    if plan.finished:
-        return finished(plan)
-    if plan.resume_from is not None:
-        check_resumable(cfg, plan.resume_from)
-    apply_run_plan(plan)
-    trainer = Trainer(cfg, plan.run_dir)
-    if plan.resume_from is not None:
-        restore_or_explain(trainer, plan.resume_from)
-    return trainer.run()

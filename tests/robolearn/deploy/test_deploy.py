@@ -49,7 +49,7 @@ class ScriptedPolicy:
 
 
 def _cfg(tmp_path, *extra):
-    return cli.compose("deploy", ["policy=scripted", "task=reach-v3", f"out={tmp_path}/real.zarr",
+    return cli.compose("deploy", ["checkpoint=scripted", "task=reach-v3", f"out={tmp_path}/real.zarr",
                                   "episodes=2", "max_steps=30", *extra])
 
 
@@ -102,12 +102,16 @@ def test_stalled_policy_trips_the_watchdog_within_its_deadline(tmp_path):
     first_stop_after = min(t for t in twin.stop_times if t > last_command)
     assert first_stop_after - last_command <= timeout + 0.1  # + thread scheduling slack
     with EpisodeStore.open(tmp_path / "real.zarr") as store:
-        assert len(store) == 1  # the episode before the fault is intact; the faulty one is not
-        assert len(store.episode(0)) == 30
+        # the episode before the fault is intact; the faulted one keeps its steps, marked
+        # incomplete (training readers skip it)
+        assert list(store.complete_episodes()) == [0] and len(store.episode(0)) == 30
+        assert list(store.incomplete_episodes()) == [1]
+        partial = store.episode(1)
+        assert partial.info["incomplete"] is True and 0 < len(partial) < 30
 
 
 def test_unreachable_robot_exits_nonzero(tmp_path, capsys):
-    code = cli.main(["deploy", "policy=scripted", "robot=remote", "remote.port=1",
+    code = cli.main(["deploy", "checkpoint=scripted", "robot=remote", "remote.port=1",
                      f"out={tmp_path}/x.zarr", f"run_dir={tmp_path}/run"])
     assert code != 0
     err = capsys.readouterr().err
@@ -136,8 +140,11 @@ def test_server_killed_mid_run_stops_and_keeps_recorded_episodes(tmp_path):
         proc.kill()
         proc.wait(10)
     with EpisodeStore.open(tmp_path / "real.zarr") as store:
-        assert len(store) == 1 and len(store.episode(0)) == 30
+        assert list(store.complete_episodes()) == [0] and len(store.episode(0)) == 30
         assert store.episode(0).seed is None  # a remote robot's goal is not ours to know
+        # the steps of the episode the dead link cut short are kept for the post-mortem
+        assert list(store.incomplete_episodes()) == [1]
+        assert 0 < len(store.episode(1)) <= 15
 
 
 @pytest.mark.slow
@@ -147,7 +154,7 @@ def test_kill_minus_9_of_the_runner_keeps_committed_episodes(tmp_path):
                          "train.progress=false", "evaluate.episodes_per_task=1", "ray.num_workers=0",
                          f"run_dir={tmp_path}/p"], preset="debug")
     out = tmp_path / "real.zarr"
-    cmd = [sys.executable, "-m", "robolearn", "deploy", f"policy={run}", "task=reach-v3",
+    cmd = [sys.executable, "-m", "robolearn", "deploy", f"checkpoint={run}", "task=reach-v3",
            "episodes=50", "max_steps=40", f"out={out}", f"run_dir={tmp_path}/d"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

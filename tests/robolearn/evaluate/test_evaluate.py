@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
-import robolearn
+import robolearn.runtime
 import sim
-from robolearn.collect import episode_seed, rollout_expert
+from robolearn.cli import compose
+from robolearn.cluster import RayConfig
 from robolearn.data import EpisodeStore
 from robolearn.evaluate import (
     EvaluateConfig,
@@ -20,7 +20,7 @@ from robolearn.evaluate import (
     evaluate_agent,
     run_evaluate,
 )
-from robolearn.raycluster import RayConfig
+from robolearn.rollout import EpisodeSpec, RolloutOptions, episode_seed, run_batch
 from tests.support import make_episode
 
 SUITE = "MT1:reach-v3"
@@ -61,11 +61,12 @@ def test_expert_solves_reach_with_seeds_from_episode_seed():
 
 def test_episodes_match_collections_rollout_of_the_same_goal():
     result = _evaluate(ExpertAgent(), seed=5)
-    env, expert = sim.make_env(TASK), sim.ScriptedExpert(TASK)
+    env, expert = sim.make_env(TASK), ExpertAgent(clean_obs=False)
     for r in result.episodes:
-        steps, success = rollout_expert(env, expert, r.seed)
-        assert (r.success, r.steps) == (success, len(steps["action"]))
-        assert r.episode_return == pytest.approx(float(steps["reward"].sum()), rel=1e-5)
+        (traj,) = run_batch(expert, [env], [EpisodeSpec(TASK, r.episode, r.seed)],
+                            RolloutOptions(record="steps"))
+        assert (r.success, r.steps) == (traj.success, len(traj.steps["action"]))
+        assert r.episode_return == pytest.approx(float(traj.steps["reward"].sum()), rel=1e-5)
 
 
 def test_random_agent_fails_reach():
@@ -105,9 +106,9 @@ def test_a_task_the_agent_does_not_know_is_refused():
 
 
 def test_module_horizon_matches_sim():
-    from robolearn import evaluate
+    from robolearn.evaluate import evaluator
 
-    assert evaluate._HORIZON == sim.HORIZON
+    assert evaluator.HORIZON == sim.HORIZON
 
 
 def _store(path, task, seeds, collect_seed=0):
@@ -166,7 +167,7 @@ def test_run_evaluate_refuses_a_policy_trained_on_the_eval_goals(tmp_path, monke
         agent.train_info = {"dataset": str(store), "collect_seed": 0}
         return agent
 
-    monkeypatch.setattr(robolearn, "load_policy", load_policy, raising=False)
+    monkeypatch.setattr(robolearn.runtime, "load_policy", load_policy)
     with pytest.raises(ValueError, match="training episodes in"):
         run_evaluate(_cfg(tmp_path, checkpoint=str(tmp_path / "ckpt")), tmp_path)
 
@@ -179,8 +180,7 @@ def test_run_evaluate_needs_exactly_one_of_checkpoint_and_checkpoints(tmp_path):
 
 
 def test_composed_config_without_a_checkpoint_is_refused(tmp_path):
-    cfg = OmegaConf.structured(EvaluateConfig)
-    assert OmegaConf.is_missing(cfg, "checkpoint")
+    cfg = compose("evaluate", [])
     with pytest.raises(ValueError, match="no checkpoint to evaluate"):
         run_evaluate(cfg, tmp_path)
 

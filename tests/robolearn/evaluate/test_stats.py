@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robolearn.stats import bootstrap_ci, iqm, mean, summarize
+from robolearn.evaluate.stats import bootstrap_ci, iqm, mean, summarize
 
 
 def test_iqm_is_the_mean_of_the_middle_half():

@@ -15,9 +15,9 @@ import pytest
 
 from robolearn import cli
 from robolearn.cli import compose
+from robolearn.cluster import RayConfig, ResourceError, ray_session
 from robolearn.collect import collect
 from robolearn.data import EpisodeStore
-from robolearn.raycluster import RayConfig, RayResourceError, ray_session
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ def test_ray_evaluation_equals_the_single_process_one(ray_local, tmp_path):
 
 def test_more_workers_than_the_cluster_has_is_a_clear_error(ray_local, tmp_path):
     cpus = int(ray_local.cluster_resources()["CPU"])
-    with pytest.raises(RayResourceError,
+    with pytest.raises(ResourceError,
                        match=rf"asked for {cpus + 1} worker.*{cpus + 1} CPU.*has {cpus} CPU"):
         collect(_collect_cfg(tmp_path / "x.zarr", cpus + 1, episodes_per_task=cpus + 1),
                 progress=False)

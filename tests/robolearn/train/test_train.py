@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 import robolearn
 from robolearn.checkpoint import CheckpointError
 from robolearn.cli import compose
+from robolearn.errors import ReuseError
 from robolearn.train import train
 from tests.support import ACTION_DIM, OBS_DIM, SMALL_POLICY
 
@@ -105,9 +106,9 @@ def test_resuming_with_another_policy_config_names_the_fix(dataset, tmp_path):
 
     first = _cfg(dataset, tmp_path / "run")
     Trainer(first, prepare_run_dir(first)[0]).run(until_step=6)
-    with pytest.raises(CheckpointError, match="another policy config .*overwrite=true"):
+    with pytest.raises(ReuseError, match="other settings .*policy.task_embed_dim.*overwrite=true"):
         train(_cfg(dataset, tmp_path / "run", "policy.task_embed_dim=8"))
-    with pytest.raises(ValueError, match="unknown trainer='lcoal'. Did you mean trainer=local"):
+    with pytest.raises(ValueError, match="unknown trainer 'lcoal'. Did you mean 'local'"):
         train(_cfg(dataset, tmp_path / "run", "trainer=lcoal"))
 
 

@@ -23,9 +23,9 @@ from safetensors.torch import load_file
 
 import robolearn
 from robolearn.cli import compose
-from robolearn.raycluster import RayResourceError, RayTrainConfig, ray_session
+from robolearn.cluster import RayTrainConfig, ResourceError, ray_session
 from robolearn.train import train
-from robolearn.train_ray import experiment_name
+from robolearn.train.ray import experiment_name
 from tests.support import ACTION_DIM, OBS_DIM, SMALL_POLICY
 from tests.support import ROOT as REPO
 
@@ -120,7 +120,7 @@ def _kill_worker_after_a_checkpoint(out, rank, killed):
 
 # ---------------------------------------------------------------------------- no Ray needed
 def test_unknown_trainer_and_bad_worker_counts_fail_before_ray_starts(dataset, tmp_path):
-    with pytest.raises(ValueError, match="unknown trainer='rya'. Did you mean trainer=ray"):
+    with pytest.raises(ValueError, match="unknown trainer 'rya'. Did you mean 'ray'"):
         train(_cfg(dataset, tmp_path / "a", "trainer=rya", "steps=4"))
     with pytest.raises(ValueError, match="ray.num_workers=0 .*use trainer=local"):
         train(_cfg(dataset, tmp_path / "a", "trainer=ray", "ray.num_workers=0", "steps=4"))
@@ -143,7 +143,7 @@ def test_finished_run_is_refused_or_accepted_before_ray_starts(dataset, tmp_path
 def test_scaling_defaults_follow_the_cluster():
     from omegaconf import OmegaConf
 
-    from robolearn.train_ray import resolve_scaling
+    from robolearn.train.ray import resolve_scaling
 
     def scale(nodes, device="auto", **ray):
         return resolve_scaling(OmegaConf.structured(RayTrainConfig(**ray)), nodes, device)
@@ -170,7 +170,7 @@ def test_final_checkpoint_is_copied_from_ray_storage_when_the_run_dir_lacks_it(d
     the command copies the final checkpoint from Ray's storage into its own `out`."""
     from ray.train import Checkpoint
 
-    from robolearn.train_ray import _materialise
+    from robolearn.train.ray import _materialise
 
     done = train(_cfg(dataset, tmp_path / "elsewhere", "steps=4", "checkpoint_every=4"))
     here = tmp_path / "here"
@@ -296,14 +296,14 @@ def test_two_workers_ddp_survive_losing_rank_1_bit_exactly(ray_local, dataset, t
 def test_resources_the_cluster_lacks_fail_fast_with_what_exists(ray_local, dataset, tmp_path):
     cpus = ray_local.cluster_resources()["CPU"]
     many = int(cpus) + 1
-    with pytest.raises(RayResourceError, match=rf"asked for {many} worker\(s\) .* but the "
+    with pytest.raises(ResourceError, match=rf"asked for {many} worker\(s\) .* but the "
                                                 rf"cluster has {cpus:g} CPU, 0 GPU"):
         train(_cfg(dataset, tmp_path / "a", "trainer=ray", f"ray.num_workers={many}",
                    "ray.cpus_per_worker=1", "steps=4"))
-    with pytest.raises(RayResourceError, match=r"1 worker\(s\) × \(64 CPU, 0 GPU\) = 64 CPU"):
+    with pytest.raises(ResourceError, match=r"1 worker\(s\) × \(64 CPU, 0 GPU\) = 64 CPU"):
         train(_cfg(dataset, tmp_path / "a", "trainer=ray", "ray.cpus_per_worker=64", "steps=4"))
     if not ray_local.cluster_resources().get("GPU"):
-        with pytest.raises(RayResourceError, match="1 GPU, but the cluster has .* 0 GPU"):
+        with pytest.raises(ResourceError, match="1 GPU, but the cluster has .* 0 GPU"):
             train(_cfg(dataset, tmp_path / "a", "trainer=ray", "ray.use_gpu=true", "steps=4"))
     assert not (tmp_path / "a" / "checkpoints").exists()
 
