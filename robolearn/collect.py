@@ -64,6 +64,7 @@ class CollectConfig:
     max_attempts_per_task: int = 0  # give up on a task after this many attempts (0: 3x episodes)
     stop_on_success: bool = True  # end an episode at the first success (else run the horizon)
     randomize: RandomizationConfig = field(default_factory=RandomizationConfig)  # env physics box
+    distribution: str = ""  # or a task distribution file (curricula JSON): TaskParams + initial states
     overwrite: bool = False  # replace an existing store at `out` instead of resuming it
     background_writer: bool = True  # commit episodes from a writer process while simulating
     fast: bool = True  # sim's fast step (identical results); false: Meta-World's own step
@@ -83,9 +84,11 @@ class CollectConfig:
         if not self.out:
             raise ConfigError("Got out='', expected the path of the episode store to write")
         try:
-            sim.get_suite(self.suite)
-            physics_from_config(None, self.randomize)
-        except (TypeError, ValueError) as e:
+            suite = sim.get_suite(self.suite)
+            physics = physics_from_config(None, self.randomize, self.distribution)
+            if hasattr(physics, "check_tasks"):
+                physics.check_tasks(suite.train_tasks)
+        except (TypeError, ValueError, FileNotFoundError) as e:
             raise ConfigError(str(e)) from None
 
     def settings(self) -> dict[str, Any]:
@@ -93,7 +96,8 @@ class CollectConfig:
         return {"suite": self.suite, "seed": int(self.seed),
                 "expert_noise_std": float(self.expert_noise_std),
                 "stop_on_success": bool(self.stop_on_success),
-                "physics": physics_from_config(None, self.randomize).describe(),
+                "physics": physics_from_config(None, self.randomize,
+                                               self.distribution).describe(),
                 "reward_version": sim.REWARD_VERSION}
 
 
@@ -177,7 +181,8 @@ def _existing_tally(store: EpisodeStore, tasks: list[str]) -> dict[str, TaskTall
     return tally
 
 
-def check_reuse(store: EpisodeStore, cfg: CollectConfig, tally: dict[str, TaskTally]) -> None:
+def check_reuse(store: EpisodeStore, cfg: CollectConfig, tally: dict[str, TaskTally],
+                need: dict[str, int]) -> None:
     """Refuses, with the fix, to resume a store collected with other settings, or one that
     already holds more episodes per task than asked for (training on it would use them all)."""
     user = store.attrs.get("user", {})
@@ -198,13 +203,13 @@ def check_reuse(store: EpisodeStore, cfg: CollectConfig, tally: dict[str, TaskTa
         what = "; ".join(f"{k}: store {a}, asked {b}" if k == "physics" else
                          f"{k}: store {a!r}, asked {b!r}" for k, (a, b) in diff.items())
         raise ReuseError(f"{store.path} was collected with other settings ({what}). {fix}")
-    over = {t: x.kept for t, x in tally.items() if x.kept > cfg.episodes_per_task}
+    over = {t: x.kept for t, x in tally.items() if x.kept > need[t]}
     if over:
         most = max(over.values())
         raise ReuseError(
-            f"{store.path} already holds more than episodes_per_task={cfg.episodes_per_task} "
-            f"episodes of {len(over)} task(s) (up to {most}); training on it would use them all. "
-            f"Pass episodes_per_task={most} to reuse it as it is, or another out= for a "
+            f"{store.path} already holds more episodes than asked for of {len(over)} task(s) "
+            f"(up to {most}, asked {min(need[t] for t in over)}); training on it would use them "
+            f"all. Pass episodes_per_task={most} to reuse it as it is, or another out= for a "
             f"{cfg.episodes_per_task}-per-task store"
         )
 
@@ -214,21 +219,34 @@ def collect(
     *,
     progress: bool = True,
     on_episode: Callable[[str, int, bool], None] | None = None,
+    targets: dict[str, int] | None = None,
 ) -> CollectSummary:
     """Collect ``cfg.episodes_per_task`` successful expert episodes per task of ``cfg.suite``.
 
     Resumes an existing store at ``cfg.out`` (unless ``cfg.overwrite``) collected with the same
     settings: tasks that already have enough episodes are skipped, others continue at their
     next attempt number.
+
+    Args:
+        cfg: The collection config.
+        progress: Show a progress bar.
+        on_episode: Called after every attempt with (task, attempt, success).
+        targets: Episodes to hold per task instead of ``cfg.episodes_per_task`` for all (a
+            curriculum's allocation); tasks not named get ``cfg.episodes_per_task``.
     """
     suite = sim.get_suite(cfg.suite)
     tasks = list(suite.train_tasks)
-    physics = physics_from_config(None, cfg.randomize)
+    physics = physics_from_config(None, cfg.randomize, cfg.distribution)
     ray_cfg = cfg_get(cfg, "ray")
     if uses_ray(ray_cfg) and cfg_get(ray_cfg, "address"):
         # before touching the store: a wrong address fails in a second and leaves nothing
         check_reachable(ray_cfg.address, float(cfg_get(ray_cfg, "connect_timeout_s", 10.0)))
-    max_attempts = cfg.max_attempts_per_task or 3 * cfg.episodes_per_task
+    unknown = sorted(set(targets or {}) - set(tasks))
+    if unknown:
+        raise ValueError(f"collect targets name task(s) {unknown} outside {cfg.suite}")
+    need = {t: int((targets or {}).get(t, cfg.episodes_per_task)) for t in tasks}
+    # attempts count from the start of the store's task, so a larger target gets more of them
+    max_attempts = {t: cfg.max_attempts_per_task or 3 * need[t] for t in tasks}
     out = Path(cfg.out)
     attrs = {"suite": cfg.suite, "collect_seed": int(cfg.seed),
              "reward_version": sim.REWARD_VERSION, "collect": cfg.settings()}
@@ -238,12 +256,13 @@ def collect(
     # out= is refused (naming this one) instead of computing the same missing work.
     with claim_store(out, create=dict(obs_dim=sim.OBS_DIM, action_dim=sim.ACTION_DIM,
                                       tasks=tasks, attrs=attrs, overwrite=cfg.overwrite)) as claim:
-        return _collect_claimed(cfg, claim, tasks, physics, ray_cfg, max_attempts, t0, progress,
-                                on_episode)
+        return _collect_claimed(cfg, claim, tasks, need, physics, ray_cfg, max_attempts, t0,
+                                progress, on_episode)
 
 
-def _collect_claimed(cfg: CollectConfig, claim: Any, tasks: list[str], physics: Any, ray_cfg: Any,
-                     max_attempts: int, t0: float, progress: bool,
+def _collect_claimed(cfg: CollectConfig, claim: Any, tasks: list[str], need: dict[str, int],
+                     physics: Any, ray_cfg: Any, max_attempts: dict[str, int], t0: float,
+                     progress: bool,
                      on_episode: Callable[[str, int, bool], None] | None) -> CollectSummary:
     out = Path(cfg.out)
     # Append mode waits for a previous writer (say, one still draining after its collector was
@@ -256,9 +275,9 @@ def _collect_claimed(cfg: CollectConfig, claim: Any, tasks: list[str], physics: 
                 "overwrite=true"
             )
         tally = _existing_tally(existing, tasks)
-        check_reuse(existing, cfg, tally)
+        check_reuse(existing, cfg, tally, need)
         resumed = len(existing)
-    todo = sum(max(0, cfg.episodes_per_task - t.kept) for t in tally.values())
+    todo = sum(max(0, need[name] - t.kept) for name, t in tally.items())
     if resumed:
         log.info("resuming %s: %d episodes present, %d to collect", out, resumed, todo)
     if todo == 0:
@@ -298,20 +317,21 @@ def _collect_claimed(cfg: CollectConfig, claim: Any, tasks: list[str], physics: 
             params, rand_vec = physics.draw(task, seed)
             return EpisodeSpec(task, attempt, seed, params, rand_vec)
 
-        run = _collect_here if pool is None else functools.partial(_collect_on_ray, pool)
-        env_steps = run(cfg, tasks, tally, max_attempts, attempt_spec, options, record)
+        run = (functools.partial(_collect_here, expert_noise_std=cfg.expert_noise_std)
+               if pool is None else functools.partial(_collect_on_ray, pool))
+        env_steps = run(tasks, tally, need, max_attempts, attempt_spec, options, record)
         bar.close()
         workers = 0 if pool is None else len(pool.actors)
         replaced = 0 if pool is None else pool.replaced
         seconds = time.perf_counter() - t0  # the rollouts (and commits), not Ray's start-up
     with claim.open("a", lock_timeout=60.0) as store:
-        _record_target(store, cfg)
+        _record_target(store, cfg, max(need.values()))
     for task in tasks:
         t = tally[task]
-        if t.kept < cfg.episodes_per_task:
+        if t.kept < need[task]:
             log.warning(
                 "%s: only %d/%d successful episodes after %d attempts (max_attempts_per_task)",
-                task, t.kept, cfg.episodes_per_task, t.attempts,
+                task, t.kept, need[task], t.attempts,
             )
     return CollectSummary(
         store=str(out), suite=cfg.suite, tasks=[tally[t] for t in tasks],
@@ -320,11 +340,11 @@ def _collect_claimed(cfg: CollectConfig, claim: Any, tasks: list[str], physics: 
     )
 
 
-def _record_target(store: EpisodeStore, cfg: CollectConfig) -> None:
+def _record_target(store: EpisodeStore, cfg: CollectConfig, most: int) -> None:
     """Remember the settings (and the largest episodes_per_task asked) in the store's attrs."""
     have = store.attrs.get("user", {}).get("collect", {})
     settings = {**cfg.settings(), "episodes_per_task": max(
-        int(have.get("episodes_per_task", 0) or 0), int(cfg.episodes_per_task))}
+        int(have.get("episodes_per_task", 0) or 0), int(most))}
     if have != json.loads(json.dumps(settings)):
         store.update_user_attrs({"collect": settings})
 
@@ -333,18 +353,18 @@ SpecFn = Callable[[str, int], EpisodeSpec]
 Record = Callable[[Trajectory], None]
 
 
-def _collect_here(cfg: CollectConfig, tasks: list[str], tally: dict[str, TaskTally],
-                  max_attempts: int, attempt_spec: SpecFn, options: RolloutOptions,
-                  record: Record) -> int:
+def _collect_here(tasks: list[str], tally: dict[str, TaskTally], need: dict[str, int],
+                  max_attempts: dict[str, int], attempt_spec: SpecFn, options: RolloutOptions,
+                  record: Record, *, expert_noise_std: float = 0.0) -> int:
     """The single-process path: attempts one after the other, task by task."""
     env_steps = 0
-    agent = ExpertAgent(cfg.expert_noise_std, clean_obs=False)
+    agent = ExpertAgent(expert_noise_std, clean_obs=False)
     for task in tasks:
         t = tally[task]
-        if t.kept >= cfg.episodes_per_task:
+        if t.kept >= need[task]:
             continue
         env = sim.make_env(task, fast=options.fast)
-        while t.kept < cfg.episodes_per_task and t.attempts < max_attempts:
+        while t.kept < need[task] and t.attempts < max_attempts[task]:
             (traj,) = run_batch(agent, [env], [attempt_spec(task, t.attempts)], options)
             env_steps += traj.length
             record(traj)
@@ -352,8 +372,8 @@ def _collect_here(cfg: CollectConfig, tasks: list[str], tally: dict[str, TaskTal
     return env_steps
 
 
-def _collect_on_ray(pool: Any, cfg: CollectConfig, tasks: list[str],
-                    tally: dict[str, TaskTally], max_attempts: int, attempt_spec: SpecFn,
+def _collect_on_ray(pool: Any, tasks: list[str], tally: dict[str, TaskTally],
+                    need: dict[str, int], max_attempts: dict[str, int], attempt_spec: SpecFn,
                     options: RolloutOptions, record: Record) -> int:
     """The Ray path: attempts run on the pool's actors, results are recorded in the order the
     single-process path records them (task by task, attempt by attempt), so the store ends up
@@ -364,8 +384,7 @@ def _collect_on_ray(pool: Any, cfg: CollectConfig, tasks: list[str],
     (:class:`~robolearn.rollout.TaskAffinity`); results that arrive ahead of their turn wait
     in memory, for at most ``2 × workers`` tasks ahead of the one being recorded.
     """
-    need = cfg.episodes_per_task
-    order = [t for t in tasks if tally[t].kept < need and tally[t].attempts < max_attempts]
+    order = [t for t in tasks if tally[t].kept < need[t] and tally[t].attempts < max_attempts[t]]
     next_attempt = {t: tally[t].attempts for t in order}
     unprocessed = dict.fromkeys(order, 0)  # dispatched, not yet recorded
     failed = dict.fromkeys(order, 0)  # finished as failures, not yet recorded
@@ -379,8 +398,8 @@ def _collect_on_ray(pool: Any, cfg: CollectConfig, tasks: list[str],
 
     def has_work(task: str) -> bool:
         t = tally[task]
-        return (task not in finished and next_attempt[task] < max_attempts
-                and t.kept + unprocessed[task] - failed[task] < need)
+        return (task not in finished and next_attempt[task] < max_attempts[task]
+                and t.kept + unprocessed[task] - failed[task] < need[task])
 
     def next_call(slot: int) -> tuple | None:
         task = affinity.pick(slot, has_work, order[cursor:cursor + lookahead])
@@ -400,7 +419,7 @@ def _collect_on_ray(pool: Any, cfg: CollectConfig, tasks: list[str],
         while cursor < len(order):  # record everything whose turn has come
             task = order[cursor]
             t = tally[task]
-            if t.kept >= need or t.attempts >= max_attempts:
+            if t.kept >= need[task] or t.attempts >= max_attempts[task]:
                 finished.add(task)
                 ready[task].clear()
                 cursor += 1

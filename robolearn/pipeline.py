@@ -26,10 +26,18 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from robolearn.autocurriculum import CurriculumConfig
 from robolearn.cluster import RayConfig, RayTrainConfig
 from robolearn.collect import CollectConfig
+from robolearn.errors import ConfigError
 from robolearn.evaluate.config import EvaluateConfig
-from robolearn.train.config import RUN_DEFINING, TrainConfig, TrainOptions, policy_group_nodes
+from robolearn.train.config import (
+    RUN_DEFINING,
+    TrainConfig,
+    TrainOptions,
+    policy_group_nodes,
+    train_config_from,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,7 @@ class PipelineConfig:
     collect: CollectConfig = field(default_factory=pipeline_collect)  # as `robolearn collect`
     train: TrainOptions = field(default_factory=pipeline_train)  # as `robolearn train`
     evaluate: EvaluateConfig = field(default_factory=pipeline_evaluate)  # as `robolearn evaluate`
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)  # rounds (mode=lp)
     run_dir: str = ""  # where config/log/summary/report go (default outputs/pipeline/<time>)
 
 
@@ -103,11 +112,17 @@ def _differs(node: Any, defaults: dict[str, Any], keys: Any) -> dict[str, Any]:
     return out
 
 
-_COLLECT_KEYS = ("episodes_per_task", "seed", "expert_noise_std", "stop_on_success", "randomize")
+_COLLECT_KEYS = ("episodes_per_task", "seed", "expert_noise_std", "stop_on_success", "randomize",
+                 "distribution")
 
 
 def _collect_diff(collect: Any) -> dict[str, Any]:
-    return _differs(collect, dataclasses.asdict(CollectConfig()), _COLLECT_KEYS)
+    diff = _differs(collect, dataclasses.asdict(CollectConfig()), _COLLECT_KEYS)
+    if diff.get("distribution"):  # the file's content, not only its name
+        from robolearn.rollout.physics import load_distribution
+
+        diff["distribution"] = load_distribution(diff["distribution"]).describe()
+    return diff
 
 
 def demos_path(*, _root_: Any) -> str:
@@ -131,6 +146,10 @@ def run_path(*, _root_: Any) -> str:
     policy_diff = {k: v for k, v in policy.items() if policy_defaults.get(k) != v}
     if policy_diff:
         diff["policy"] = policy_diff
+    curriculum = _value(_root_, "curriculum") or {}
+    if curriculum.get("mode", "none") != "none":  # a curriculum run: its own store and run
+        diff["curriculum"] = curriculum
+        diff.update(_collect_diff(_root_.collect))
     slug = suite_slug(str(_root_.collect.suite))
     dataset = str(_root_.train.dataset)
     if dataset != f"data/{slug}_demos.zarr":
@@ -149,22 +168,28 @@ def train_config(cfg: PipelineConfig) -> TrainConfig:
     checked against these."""
     from robolearn.checkpoint import LATEST
 
-    values = {f.name: getattr(cfg.train, f.name) for f in dataclasses.fields(TrainOptions)}
-    if (Path(cfg.train.out) / LATEST).exists() and not cfg.train.overwrite:
-        values["resume"] = True
-    return TrainConfig(**values, policy=dict(cfg.policy))
+    resume = (Path(cfg.train.out) / LATEST).exists() and not cfg.train.overwrite
+    return train_config_from(cfg.train, cfg.policy, **({"resume": True} if resume else {}))
 
 
 def run_pipeline(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     """Runs the three stages; one Ray instance serves every stage that uses Ray."""
     from robolearn.cluster import ray_session, uses_ray
 
+    stages = _run_stages
+    if cfg.curriculum.mode != "none":
+        from robolearn.autocurriculum import run_curriculum
+
+        if cfg.train.trainer == "ray":
+            raise ConfigError("curriculum.mode needs train.trainer=local (each round continues "
+                              "the one run in this process; its rollouts still use Ray actors)")
+        stages = run_curriculum
     stages_use_ray = (uses_ray(cfg.collect.ray) or uses_ray(cfg.evaluate.ray)
                       or cfg.train.trainer == "ray")
     if not stages_use_ray:
-        return _run_stages(cfg, run_dir)
+        return stages(cfg, run_dir)
     with ray_session(cfg.ray):
-        return _run_stages(cfg, run_dir)
+        return stages(cfg, run_dir)
 
 
 def _run_stages(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class EvaluateConfig:
     horizon: int = HORIZON  # steps per episode (Meta-World: 500; lower only for smoke tests)
     params: ParamsConfig = field(default_factory=ParamsConfig)  # a fixed TaskParams point (reality gap)
     randomize: RandomizationConfig = field(default_factory=RandomizationConfig)  # or a box, per episode
+    distribution: str = ""  # or a task distribution file (curricula JSON), per episode
     video: bool = False  # write MP4s of the first episodes of each task into <out>/videos
     videos_per_task: int = 1  # episodes recorded per task when video=true
     save_rollouts: str = ""  # an episode store to keep every rollout in (source=policy)
@@ -56,8 +57,13 @@ def check_config(cfg: EvaluateConfig) -> None:
     from robolearn.rollout.physics import physics_from_config
 
     try:
-        physics_from_config(cfg.params, cfg.randomize)
-    except (TypeError, ValueError) as e:
+        physics = physics_from_config(cfg.params, cfg.randomize, cfg.distribution)
+        if cfg.distribution:
+            import sim
+            from robolearn.evaluate.evaluator import split_tasks
+
+            physics.check_tasks(split_tasks(sim.get_suite(cfg.suite), cfg.split))
+    except (TypeError, ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from None
 
 

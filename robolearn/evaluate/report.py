@@ -55,7 +55,9 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict[str, Any]:
     checkpoints = checkpoint_list(cfg)
     suite = sim.get_suite(cfg.suite)
     tasks = split_tasks(suite, cfg.split)
-    physics = physics_from_config(cfg.params, cfg.randomize)
+    physics = physics_from_config(cfg.params, cfg.randomize, cfg.distribution)
+    if hasattr(physics, "check_tasks"):
+        physics.check_tasks(tasks)
     out = Path(cfg.out) if cfg.out else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     seeds = eval_seeds(cfg.seed, tasks, cfg.episodes_per_task)

@@ -23,6 +23,7 @@ from robolearn.rollout.agents import (
 )
 from robolearn.rollout.engine import make_envs, run_batch
 from robolearn.rollout.physics import (
+    DistributionPhysics,
     FixedPhysics,
     ParamsConfig,
     Physics,
@@ -46,6 +47,7 @@ from robolearn.rollout.seeds import episode_seed, eval_seeds
 
 __all__ = [
     "EXPERT",
+    "DistributionPhysics",
     "INFO_KEYS",
     "Agent",
     "EpisodeSpec",

@@ -59,6 +59,42 @@ class RangePhysics:
                                                  self.ranges.to_dict().items()}}
 
 
+@dataclass(frozen=True)
+class DistributionPhysics:
+    """TaskParams and initial conditions drawn from a ``curricula.TaskDistribution``, given the
+    episode's task and seeded by its goal seed (the distribution's task weights are not used:
+    the command decides which tasks run; their components and factors are)."""
+
+    distribution: Any
+    source: str = ""
+
+    def draw(self, task: str, seed: int) -> tuple[Any, tuple[float, ...] | None]:
+        sample = self.distribution.sample(np.random.default_rng(seed), task=task)
+        return sample.params, sample.rand_vec
+
+    def describe(self) -> dict[str, Any]:
+        d = self.distribution
+        return {"mode": "distribution", "source": self.source, "version": d.version,
+                "parent": d.parent, "fingerprint": d.fingerprint()}
+
+    def check_tasks(self, tasks: Any) -> None:
+        """Refuses, naming them, tasks the distribution has no component for."""
+        missing = [t for t in tasks if t not in self.distribution.task_names]
+        if missing:
+            raise ValueError(
+                f"distribution {self.source or '(given)'} does not cover task(s) {missing}; it "
+                f"covers {list(self.distribution.task_names)}. Add them to its 'tasks' (with a "
+                "component that applies to them) or run a suite of its tasks"
+            )
+
+
+def load_distribution(path: str) -> DistributionPhysics:
+    """The physics of a ``distribution=`` file (a ``curricula`` task distribution, JSON)."""
+    from curricula import TaskDistribution
+
+    return DistributionPhysics(TaskDistribution.load(path), source=str(path))
+
+
 def physics_from_ranges(ranges: Any) -> Physics:
     """A fixed point when the box is a single point, else uniform draws from it."""
     d = ranges.to_dict()
@@ -78,6 +114,9 @@ def describe_briefly(described: dict[str, Any]) -> str:
     if mode == "randomized":
         return ", ".join(f"{k}~{lo}..{hi}" for k, (lo, hi) in described["ranges"].items()
                          if lo != hi)
+    if mode == "distribution":
+        return (f"distribution {described.get('source')} (version {described.get('version')}, "
+                f"{str(described.get('fingerprint'))[:12]})")
     return str(described.get("source", mode))
 
 
@@ -140,11 +179,21 @@ def ranges_from_config(cfg: Any) -> sim.ParamRanges:
     return sim.ParamRanges.from_dict(d)
 
 
-def physics_from_config(params: Any = None, randomize: Any = None) -> Physics:
-    """The physics of a command's ``params.*`` point or ``randomize.*`` box (not both)."""
+def physics_from_config(params: Any = None, randomize: Any = None,
+                        distribution: str = "") -> Physics:
+    """The physics of a command's ``params.*`` point, ``randomize.*`` box or ``distribution=``
+    file (one of them)."""
     point = params_from_config(params) if params is not None else sim.TaskParams()
     box = ranges_from_config(randomize) if randomize is not None else sim.ParamRanges()
     ranged = physics_from_ranges(box)
+    if distribution:
+        if not point.is_default() or not (isinstance(ranged, FixedPhysics)
+                                          and ranged.params.is_default()):
+            raise ValueError(
+                f"Got distribution={distribution} together with params.* or randomize.*; give "
+                "one of them (the distribution file holds the whole task distribution)"
+            )
+        return load_distribution(distribution)
     if not point.is_default():
         if not (isinstance(ranged, FixedPhysics) and ranged.params.is_default()):
             raise ValueError(

@@ -77,6 +77,14 @@ class TrainConfig(TrainOptions):
     policy: Any = MISSING  # policy group: flow_matching | regression | diffusion (+ its fields)
 
 
+def train_config_from(options: TrainOptions, policy: Any, **changes: Any) -> TrainConfig:
+    """A ``robolearn train`` config from a pipeline's ``train`` section and ``policy`` group."""
+    import dataclasses
+
+    values = {f.name: getattr(options, f.name) for f in dataclasses.fields(TrainOptions)}
+    return TrainConfig(**{**values, **changes}, policy=dict(policy))
+
+
 def policy_group_nodes() -> dict[str, dict[str, Any]]:
     """One ``policy`` config-group node per policy: its config fields minus the data-derived
     ones (:data:`DATA_FIELDS`), with their defaults."""

@@ -63,3 +63,31 @@ def test_rollouts_are_kept_in_a_store_with_source_policy(tmp_path):
         ep = s.episode(0)
         assert ep.seed == episode_seed(1000, TASK, 0) and ep.info["success"]
         assert {"applied_action", "chunk_index", "info_near_object"} <= set(ep.data)
+
+
+def test_a_task_distribution_file_drives_physics_and_initial_states(tmp_path):
+    import numpy as np
+
+    import sim
+    from curricula import Box, Component, EmpiricalInit, TaskDistribution
+
+    env = sim.make_env(TASK)
+    env.reset(seed=123)
+    start = tuple(float(x) for x in env.rand_vec)
+    dist = TaskDistribution([TASK], [Component("gap", [
+        Box({"actuator_gain_scale": (0.1, 0.1)}), EmpiricalInit({TASK: [list(start)]})])])
+    path = dist.save(tmp_path / "dist.json")
+    report = run_evaluate(_cfg(tmp_path, f"distribution={path}", "horizon=150"), tmp_path)
+    assert report["physics"]["mode"] == "distribution"
+    assert report["physics"]["fingerprint"] == dist.fingerprint()
+    assert report["mean_success"] == 0.0  # a tenth of the arm's gain: 150 steps are too few
+    assert all(ep["params"]["actuator_gain_scale"] == 0.1 for ep in report["runs"][0]["episodes"])
+    # every episode started from the distribution's initial condition, whatever its goal seed
+    physics = physics_from_config(distribution=str(path))
+    for i in range(3):
+        _, rand_vec = physics.draw(TASK, episode_seed(1000, TASK, i))
+        assert np.allclose(rand_vec, start)
+    with pytest.raises(ConfigError, match="does not cover task.*push-v3"):
+        compose("evaluate", ["checkpoint=expert", "suite=MT1:push-v3", f"distribution={path}"])
+    with pytest.raises(ConfigError, match="distribution=.* together with params"):
+        _cfg(tmp_path, f"distribution={path}", "params.friction_scale=0.5")
