@@ -150,6 +150,12 @@ class _State:
             self.rounds: list[dict[str, Any]] = data["rounds"]
             self.final: dict[str, Any] | None = data.get("final")
         else:
+            if (path.parent / "checkpoint").exists():
+                raise ReuseError(
+                    f"{path.parent} holds a training run that is not a curriculum run (no "
+                    f"{path.name}); a curriculum would continue it instead of training its own. "
+                    "Use another train.out="
+                )
             self.rounds, self.final = [], None
         self.settings = settings
 

@@ -87,3 +87,18 @@ def test_the_curriculum_runs_end_to_end_and_resumes_after_kill_9(tmp_path):
     for a, b in zip(state["rounds"], got["rounds"], strict=True):
         for key in ("allocation", "demo_targets", "probe", "train_task_weights"):
             assert a[key] == b[key], key
+
+
+def test_a_plain_training_run_is_not_taken_over_by_a_curriculum(tmp_path):
+    from robolearn.autocurriculum import STATE, _State
+    from robolearn.errors import ReuseError
+
+    (tmp_path / "checkpoint").mkdir()  # a finished `robolearn train` run lives here
+    with pytest.raises(ReuseError, match="not a curriculum run"):
+        _State(tmp_path / STATE, {"curriculum": {}})
+    state = _State(tmp_path / "other" / STATE, {"a": 1}) if (tmp_path / "other").mkdir() is None \
+        else None
+    state.rounds.append({"round": 0})
+    state.save()
+    with pytest.raises(ReuseError, match="other settings \\(a\\)"):
+        _State(tmp_path / "other" / STATE, {"a": 2})
