@@ -280,7 +280,7 @@ def _train(cfg: Any, out: Path, dataset: str, rec: dict[str, Any]) -> None:
 
     weights = dataclasses.replace(cfg.train.weights, task=dict(rec["train_task_weights"]))
     tc = train_config_from(cfg.train, cfg.policy, out=str(out), dataset=dataset, resume=False,
-                           weights=weights)
+                           weights=weights, eval_every=0)  # the rounds probe themselves
     done = int(read_config(resolve_checkpoint(out))["step"]) if (out / LATEST).exists() else 0
     if done >= rec["train_until"]:
         return

@@ -58,6 +58,8 @@ COMMANDS: dict[str, Command] = {
                      "robolearn.cli:run_train"),
     "evaluate": Command("success rates of a checkpoint (or `expert`) on a suite, under any "
                         "physics: report, plot, videos", "robolearn.evaluate.report:run_evaluate"),
+    "align": Command("preference-align a flow-matching policy (GRAPE-style TPO on scored rollouts)",
+                     "robolearn.align.loop:run_align"),
     "deploy": Command("run a checkpoint on a robot (twin | remote) at its rate, safely; record "
                       "episodes", "robolearn.deploy.runner:run_deploy"),
     "serve-robot": Command("serve a robot backend over the network (next to the arm); --help for "
@@ -455,10 +457,14 @@ def run_train(cfg: Any, run_dir: Path) -> dict[str, Any]:
 
     result = train(cfg, overrides=list(_CURRENT.get("overrides", [])))
     val = f"{result.final_val_loss:.4f}" if result.final_val_loss is not None else "-"
+    probe = ("" if result.eval_success is None else
+             f"\neval/success on the last probe: {result.eval_success:.3f} (probes took "
+             f"{result.eval_seconds:.0f} s)" + (f"; best: {result.best}" if result.best else ""))
     print(
         f"trained {cfg.policy['name']} for {result.steps} steps ({result.steps_per_s:.1f} "
-        f"steps/s); final loss train {result.final_train_loss:.4f}, val {val}\n"
+        f"steps/s); final loss train {result.final_train_loss:.4f}, val {val}{probe}\n"
         f"checkpoint: {result.checkpoint}\nmetrics: {result.run_dir / 'metrics.jsonl'}"
+        + (f" (curves: tensorboard --logdir {result.run_dir / 'tb'})" if cfg.tensorboard else "")
     )
     return result.to_dict()
 

@@ -15,6 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from robolearn.align.config import AlignConfig
 from robolearn.collect import CollectConfig
 from robolearn.datasets import ExportConfig, ImportConfig, StoreConfig
 from robolearn.deploy.config import DeployConfig
@@ -36,6 +37,7 @@ CONFIGS: dict[str, type] = {
     "store": StoreConfig,
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
+    "align": AlignConfig,
     "deploy": DeployConfig,
 }
 """Command name → its config dataclass."""
@@ -64,6 +66,11 @@ PRESETS: dict[str, dict[str, object]] = {
         train=pipeline_train(out="runs/mt50_${policy.name}", steps=20000, warmup_steps=1000,
                              val_every=2000, checkpoint_every=5000),
         evaluate=pipeline_evaluate(episodes_per_task=20),
+    ),
+    "align/debug": dict(
+        checkpoint="runs/debug_flow_matching", suite="MT1:reach-v3", iterations=1,
+        groups_per_task=2, rollouts_per_group=4, steps_per_iteration=5, batch_size=4,
+        demo_batch_size=16, eval_episodes=2, min_margin=0.0,
     ),
     "deploy/debug": dict(checkpoint="runs/debug_flow_matching", task="reach-v3", episodes=2,
                          max_steps=50, out="data/debug_real.zarr"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -36,7 +38,15 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
-def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    """Numpy batch → tensors on ``device`` (the one place batches cross to torch)."""
-    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device, non_blocking=True)
-            for k, v in batch.items()}
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A batch of numpy arrays or tensors (nested dicts too, e.g. the chosen and rejected sides
+    of preference pairs) → tensors on ``device``: the one place batches cross to torch."""
+    out: dict[str, Any] = {}
+    for k, v in batch.items():
+        if isinstance(v, dict):
+            out[k] = to_device(v, device)
+        elif isinstance(v, torch.Tensor):
+            out[k] = v.to(device, non_blocking=True)
+        else:
+            out[k] = torch.from_numpy(np.ascontiguousarray(v)).to(device, non_blocking=True)
+    return out

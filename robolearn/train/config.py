@@ -15,6 +15,7 @@ TRAINERS = ("local", "ray")
 DATA_FIELDS = ("obs_dim", "action_dim", "num_tasks")
 """Policy-config fields the trainer fills in from the dataset (not user options)."""
 WEIGHTINGS = ("sample", "loss")
+WANDB_MODES = ("offline", "online")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 # Options that decide what a run computes: a resumed run must have the same values (steps may
@@ -30,6 +31,17 @@ class WeightsConfig:
     task: dict[str, float] = field(default_factory=dict)  # weight per task name (others: 1)
     episodes: str = ""  # a .npy file of one weight per store episode (multiplies `task`)
     mode: str = "sample"  # sample: draw windows ∝ weight | loss: uniform draw, loss × weight
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases, opt-in: every launch of a run logs to one W&B run (the same id)."""
+
+    enable: bool = False  # also log metrics to W&B (pip install 'robolearn[wandb]')
+    mode: str = "offline"  # offline: files under <out>/wandb (`wandb sync` them) | online
+    project: str = "robolearn"  # the W&B project
+    entity: str = ""  # the W&B team or user (default: your default entity)
+    run_id: str = ""  # the W&B run id (default: made once, kept in <out>/wandb_run.json)
 
 
 @dataclass
@@ -51,7 +63,12 @@ class TrainOptions:
     val_batches: int = 8  # fixed validation batches
     checkpoint_every: int = 5000  # steps between checkpoints (and at the end)
     keep_checkpoints: int = 2  # newest checkpoints kept
-    log_every: int = 100  # steps between metric lines
+    log_every: int = 100  # steps between metric lines (metrics.jsonl, TensorBoard, log.txt)
+    eval_every: int = 2000  # steps between success probes on held-out goals (0: off)
+    eval_episodes: int = 2  # probe episodes per task
+    eval_seed: int = 500  # probe goal seed (held out: not collect's 0, not evaluate's 1000)
+    eval_suite: str = ""  # probe suite (default: the one the store was collected on)
+    keep_best: bool = False  # keep <out>/best: the weights of the best probe success
     seed: int = 0  # data order, initialisation and flow noise
     objective: str = "bc"  # the training objective (robolearn.train.objectives): bc
     weights: WeightsConfig = field(default_factory=WeightsConfig)  # per-episode sampling weights
@@ -64,6 +81,7 @@ class TrainOptions:
     progress: bool = True  # progress bar on the terminal
     trainer: str = "local"  # local (this process) | ray (Ray Train TorchTrainer, DDP, restarts)
     ray: RayTrainConfig = field(default_factory=RayTrainConfig)  # trainer=ray: cluster, workers
+    wandb: WandbConfig = field(default_factory=WandbConfig)  # Weights & Biases (opt-in)
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -122,7 +140,8 @@ def check_options(cfg: Any) -> None:
     for key in ("checkpoint_every", "log_every", "val_every", "keep_checkpoints"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"Got {key}={getattr(cfg, key)}, expected >= 1")
-    for key, low in (("warmup_steps", 0), ("val_batches", 0), ("num_threads", 0), ("seed", 0)):
+    for key, low in (("warmup_steps", 0), ("val_batches", 0), ("num_threads", 0), ("seed", 0),
+                     ("eval_every", 0), ("eval_episodes", 1), ("eval_seed", 0)):
         if getattr(cfg, key) < low:
             raise ConfigError(f"Got {key}={getattr(cfg, key)}, expected >= {low}")
     if not cfg.lr > 0 or not 0 <= cfg.lr_min_ratio <= 1 or cfg.grad_clip < 0:
@@ -141,6 +160,16 @@ def check_options(cfg: Any) -> None:
     bad = {k: v for k, v in dict(w.task).items() if not float(v) >= 0}
     if bad:
         raise ConfigError(f"Got weights.task={bad}: task weights must be >= 0")
+    wb = getattr(cfg, "wandb", None)
+    if wb is not None:
+        if wb.mode not in WANDB_MODES:
+            raise ConfigError(unknown("wandb.mode", wb.mode, WANDB_MODES)
+                              + " (offline: files under <out>/wandb; online: needs `wandb login`)")
+        if wb.enable and not str(wb.project).strip():
+            raise ConfigError("Got wandb.project='', expected a W&B project name")
+        if wb.run_id and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(wb.run_id)):
+            raise ConfigError(f"Got wandb.run_id={wb.run_id!r}, expected 1-64 letters, digits, "
+                              "'-' or '_' (W&B run ids)")
     if cfg.resume and cfg.overwrite:
         raise ConfigError("Got resume=true and overwrite=true: pass one of them (resume=true "
                           "continues the run in out=, overwrite=true starts it over)")

@@ -20,6 +20,12 @@ The learning rate is used as given, never rescaled.
 Run directories (:mod:`robolearn.train.rundir`, the same for both trainers): a new ``out``
 starts a run; the same command again after a crash resumes from the newest checkpoint; other
 run-defining settings are refused.
+
+What rank 0 reports while training: metrics to ``metrics.jsonl`` and TensorBoard (``tb/``), and
+to Weights & Biases with ``wandb.enable=true`` (:mod:`robolearn.train.tracking`); progress lines
+to ``log.txt``; every ``eval_every`` steps the success rate on a small probe of held-out goals
+(``eval/success``, ``eval/success/<task>``; :mod:`robolearn.train.probe`), run without touching
+the training RNG streams, and with ``keep_best`` the best probe's weights in ``<out>/best``.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ from robolearn.devices import resolve_device, to_device
 from robolearn.errors import ConfigError
 from robolearn.train.config import TrainOptions, check_options
 from robolearn.train.objectives import Objective, ObjectiveModule, make_objective
+from robolearn.train.probe import ProbeResult, SuccessProbe, probe_suite
+from robolearn.train.tracking import ProgressLog, WandbRun, eta
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +88,14 @@ class TrainResult:
     checkpoint: Path
     steps: int
     seconds: float
-    steps_per_s: float
+    steps_per_s: float  # training steps per second (probe time excluded)
     final_train_loss: float
     final_val_loss: float | None
     resumed_from: int | None = None  # the step this command resumed from (None: a fresh start)
     restarts: int = 0  # worker failures survived (trainer=ray), each resumed from a checkpoint
+    eval_success: float | None = None  # the last probe's eval/success (None: no probe ran)
+    eval_seconds: float = 0.0  # time spent in probes (part of `seconds`)
+    best: str | None = None  # <out>/best (keep_best), when a probe has saved one
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -93,9 +104,12 @@ class TrainResult:
 
 
 class MetricsLog:
-    """metrics.jsonl always; TensorBoard events too when enabled. Namespaced train/…, val/…."""
+    """metrics.jsonl always; TensorBoard events too when enabled, and W&B when given.
+    Namespaced train/…, val/…, eval/…."""
 
-    def __init__(self, run_dir: Path, start_step: int, tensorboard: bool):
+    def __init__(self, run_dir: Path, start_step: int, tensorboard: bool,
+                 wandb: WandbRun | None = None):
+        self._wandb = wandb
         self.path = run_dir / "metrics.jsonl"
         if self.path.exists():  # drop lines past the checkpoint we resume from
             keep = [ln for ln in self.path.read_text().splitlines()
@@ -118,11 +132,15 @@ class MetricsLog:
         if self._tb is not None:
             for k, v in metrics.items():
                 self._tb.add_scalar(k, v, step)
+        if self._wandb is not None:
+            self._wandb.log(step, metrics)
 
     def close(self) -> None:
         self._fh.close()
         if self._tb is not None:
             self._tb.close()
+        if self._wandb is not None:
+            self._wandb.close()
 
 
 class _NoMetrics:
@@ -219,6 +237,12 @@ class Trainer:
             moved to the device.
         episode_weights: One weight per store episode (multiplies ``cfg.weights``): windows
             are drawn ∝ weight (``weights.mode=sample``) or the loss is weighted (``loss``).
+        batches: Where training batches come from instead of the store's windows: anything
+            with ``sample(batch_size, rng) -> dict`` of arrays/tensors (nested dicts allowed),
+            e.g. preference pairs for :mod:`robolearn.align`; the store still gives the
+            normalisers and the validation batches.
+        init_weights: A checkpoint whose (inference) weights the policy starts from: a
+            fine-tuning warm start (a resumed run restores its own state instead).
         rank, world_size, device, on_checkpoint, on_log: set by Ray Train's workers.
 
     Example:
@@ -227,7 +251,8 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainOptions, run_dir: Path, *, objective: Objective | None = None,
-                 episode_weights: np.ndarray | None = None, rank: int = 0, world_size: int = 1,
+                 episode_weights: np.ndarray | None = None, batches: Any = None,
+                 init_weights: str | Path | None = None, rank: int = 0, world_size: int = 1,
                  device: torch.device | str | None = None,
                  on_checkpoint: CheckpointHook | None = None, on_log: LogHook | None = None):
         check_options(cfg)
@@ -261,8 +286,9 @@ class Trainer:
                                           extra=episode_weights)
         sampler_kw = ({} if weights is None else
                       {"episode_weights": weights, "weighting": cfg.weights.mode})
-        self.sampler = SequenceSampler(self.store, pc.obs_horizon, pc.action_horizon, self.train_eps,
-                                       arrays=arrays, **sampler_kw)
+        self.sampler = batches if batches is not None else SequenceSampler(
+            self.store, pc.obs_horizon, pc.action_horizon, self.train_eps, arrays=arrays,
+            **sampler_kw)
         self.val_batches = []
         if len(self.val_eps) and self.is_writer:
             val_sampler = SequenceSampler(self.store, pc.obs_horizon, pc.action_horizon,
@@ -274,6 +300,8 @@ class Trainer:
         self.policy = make_policy_from_config(pc)
         rows = _episode_rows(self.store.episode_ends, self.train_eps)
         self.policy.fit_normalizers(arrays["obs"][rows], arrays["action"][rows])
+        if init_weights is not None:
+            self._load_init_weights(Path(init_weights))
         self.policy.to(self.device)
         for module in self.objective.modules().values():
             module.to(self.device)
@@ -292,6 +320,36 @@ class Trainer:
             lambda batch: self.objective(self.policy, batch))
         if self.world_size > 1:
             self._init_distributed()
+        self.probe = self._make_probe() if self.is_writer else None
+
+    def _make_probe(self) -> SuccessProbe | None:
+        """The success probe (``eval_every > 0`` on a store collected in sim), or None."""
+        if self.cfg.eval_every <= 0 or self.cfg.steps < self.cfg.eval_every:
+            return None  # off, or no probe step in this run (spares the simulator's import)
+        suite = probe_suite(self.cfg, self.store.attrs)
+        if suite is None:
+            log.info("eval probe off: %s records no simulator suite (it was not made by "
+                     "`robolearn collect`); pass eval_suite=<suite> to probe anyway, or "
+                     "eval_every=0 to silence this", self.cfg.dataset)
+            return None
+        return SuccessProbe(self.cfg, self.store.tasks, suite, self.cfg.dataset, self.run_dir)
+
+    def _load_init_weights(self, path: Path) -> None:
+        """Start from a checkpoint's inference weights (normalisers included): the same policy
+        config is required, so a warm start can never silently mix architectures."""
+        from policies import config_to_dict
+        from robolearn.checkpoint import read_config, read_weights, resolve_checkpoint
+        from robolearn.errors import CheckpointError
+
+        ckpt = resolve_checkpoint(path)
+        have = read_config(ckpt)["policy"]
+        want = json.loads(json.dumps(config_to_dict(self.policy_config)))
+        if have != want:
+            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+            raise CheckpointError(f"init_weights={ckpt} has another policy config (differs in "
+                                  f"{', '.join(diff)}) than this run")
+        self.policy.load_state_dict(read_weights(ckpt))
+        log.info("starting from the weights of %s", ckpt)
 
     def _rank_seed(self) -> int | list[int]:
         return self.cfg.seed if self.rank == 0 else [self.cfg.seed, self.rank]
@@ -451,6 +509,13 @@ class Trainer:
         self.policy.train()
         return float(np.mean(losses))
 
+    def run_probe(self) -> ProbeResult | None:
+        """Evaluate the current (EMA) weights on the probe now; None without a probe."""
+        if self.probe is None:
+            return None
+        return self.probe.run(self.policy, self.store.tasks, self.step, ema=self.ema,
+                              device=self.device)
+
     def _mean_over_ranks(self, loss: torch.Tensor) -> torch.Tensor:
         """The loss averaged over ranks (for logging and the finiteness check every rank makes
         alike: a NaN on one rank is a NaN on all, so they stop together)."""
@@ -467,11 +532,16 @@ class Trainer:
         preemptible job; the LR schedule always spans ``cfg.steps``)."""
         cfg = self.cfg
         stop = cfg.steps if until_step is None else min(until_step, cfg.steps)
-        metrics = (MetricsLog(self.run_dir, self.step, cfg.tensorboard) if self.is_writer
-                   else _NoMetrics())
+        show_bar = cfg.progress and self.is_writer and not self.on_log
+        progress = ProgressLog(self.run_dir, to_terminal=not show_bar) if self.is_writer else None
+        wandb_run = None
+        if self.is_writer and cfg.wandb.enable:
+            wandb_run = WandbRun(cfg, self.run_dir, train_options(cfg))
+        metrics = (MetricsLog(self.run_dir, self.step, cfg.tensorboard, wandb=wandb_run)
+                   if self.is_writer else _NoMetrics())
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.amp == "bf16" else None
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.policy_config_name}",
-                   unit="step", disable=not (cfg.progress and self.is_writer and not self.on_log))
+                   unit="step", disable=not show_bar)
         self.policy.train()
         t0 = time.perf_counter()
         t_window, steps_window = t0, 0
@@ -479,6 +549,16 @@ class Trainer:
         train_loss = float("nan")
         val_loss = None
         ckpt = None
+        probe: ProbeResult | None = None
+        eval_seconds = 0.0
+        best = None
+        if progress is not None:
+            progress.info("%s %s on %s: steps %d..%d, %d train / %d val episodes, batch %d, "
+                          "device %s%s", "resuming" if start_step else "training",
+                          self.policy_config_name, cfg.dataset, start_step, stop,
+                          len(self.train_eps), len(self.val_eps), cfg.batch_size,
+                          self.device, f", eval probe every {cfg.eval_every} steps"
+                          if self.probe is not None else "")
         try:
             while self.step < stop:
                 batch = to_device(self.sampler.sample(cfg.batch_size, self.rng), self.device)
@@ -516,12 +596,31 @@ class Trainer:
                     m.update({f"train/{k}": float(v) for k, v in info.items() if k != "loss"})
                     metrics.write(self.step, m)
                     bar.set_postfix(loss=f"{train_loss:.4f}", steps_s=f"{rate:.1f}", refresh=False)
+                    if progress is not None:
+                        progress.info("step %d/%d loss %.4f lr %.2e %.1f steps/s eta %s",
+                                      self.step, cfg.steps, train_loss, m["train/lr"], rate,
+                                      eta((stop - self.step) / max(rate, 1e-9)))
                     if self.on_log is not None and self.is_writer:
                         self.on_log(self.step, m)
                 if self.is_writer and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                     val_loss = self.validation_loss()
                     if val_loss is not None:
                         metrics.write(self.step, {"val/loss": val_loss})
+                        if progress is not None:
+                            progress.info("step %d val/loss %.4f", self.step, val_loss)
+                if self.probe is not None and self.step % cfg.eval_every == 0:
+                    probe = self.run_probe()
+                    assert probe is not None
+                    eval_seconds += probe.seconds
+                    t_window += probe.seconds  # steps/s counts training, not the probe
+                    metrics.write(self.step, probe.metrics())
+                    line = probe.line()
+                    if self.probe.keep_best and self.probe.is_best(probe):
+                        best = self.probe.save_best(probe, self.inference_state(),
+                                                    self.checkpoint_config())
+                        line += f"; best so far, saved to {best}"
+                    if progress is not None:
+                        progress.info("%s", line)
                 if self.step % cfg.checkpoint_every == 0 or self.step == stop:
                     rng_states = self.gather_rng_states()  # every rank takes part
                     saved = self.save(rng_states) if self.is_writer else None
@@ -537,15 +636,22 @@ class Trainer:
         finally:
             bar.close()
             metrics.close()
+            if progress is not None:
+                progress.close()
         seconds = time.perf_counter() - t0
         done = self.step - start_step
         if ckpt is None and self.is_writer:
             ckpt = resolve_checkpoint(self.run_dir)
+        if best is None and self.probe is not None and self.probe.keep_best and \
+                self.probe.best_dir.exists():
+            best = self.probe.best_dir  # saved by an earlier launch of this run
         return TrainResult(
             run_dir=self.run_dir, checkpoint=ckpt, steps=self.step, seconds=seconds,
-            steps_per_s=done / seconds if seconds > 0 else 0.0,
+            steps_per_s=done / (seconds - eval_seconds) if seconds > eval_seconds else 0.0,
             final_train_loss=train_loss, final_val_loss=val_loss,
             resumed_from=start_step or None,
+            eval_success=probe.success if probe is not None else None,
+            eval_seconds=eval_seconds, best=str(best) if best is not None else None,
         )
 
     @property

@@ -1,0 +1,118 @@
+"""robolearn align: groups share their initial state, pairs stay within a group, the TPO
+objective trains a loadable checkpoint that records its parent; one tiny iteration end to end,
+killed mid-iteration and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import robolearn
+from robolearn import cli
+from robolearn.align.config import AlignConfig
+from robolearn.align.loop import group_specs, score_and_pair
+from robolearn.errors import ConfigError
+from robolearn.rollout import FixedPhysics
+from tests.support import ROOT
+
+TASK = "reach-v3"
+
+
+def test_groups_share_goal_and_physics_and_iterations_use_new_goals():
+    cfg = AlignConfig(checkpoint="x", groups_per_task=3, rollouts_per_group=4)
+    first = group_specs(cfg, [TASK, "push-v3"], 0, FixedPhysics())
+    second = group_specs(cfg, [TASK, "push-v3"], 1, FixedPhysics())
+    assert len(first) == 6 and all(len(g) == 4 for g in first)
+    for g in first:
+        assert len({(s.task, s.seed, s.params) for s in g}) == 1
+        assert len({s.index for s in g}) == 4
+    seeds = {s.seed for g in first for s in g} | {s.seed for g in second for s in g}
+    assert len(seeds) == 12  # no goal twice, across iterations and tasks
+
+
+def test_bad_align_options_are_refused():
+    with pytest.raises(ConfigError, match="unknown align method 'tp'. Did you mean 'tpo'"):
+        cli.compose("align", ["checkpoint=x", "method=tp"])
+    with pytest.raises(ConfigError, match="missing required option checkpoint"):
+        AlignConfig()
+    with pytest.raises(ConfigError, match="eval_seed=4000, the rollout goals"):
+        cli.compose("align", ["checkpoint=x", "eval_seed=4000"])
+
+
+def test_pairs_never_cross_groups(tmp_path):
+    from robolearn.rollout import EpisodeSpec, Trajectory
+
+    def traj(group, success, steps):
+        t = np.arange(steps)
+        rec = {"obs": np.zeros((steps, 39), np.float32), "action": np.zeros((steps, 4), np.float32),
+               "success": t == steps - 1 if success else np.zeros(steps, bool),
+               "chunk_index": t // 4, "info_near_object": (t > 2).astype(np.float32),
+               "info_grasp_success": np.zeros(steps, np.float32),
+               "info_obj_to_target": np.ones(steps, np.float32)}
+        return Trajectory(EpisodeSpec(TASK, group, group), "p", success, steps if success else None,
+                          steps, 0.0, steps=rec)
+
+    groups = [[traj(0, True, 20), traj(0, False, 30)], [traj(1, True, 10), traj(1, True, 40)]]
+    cfg = AlignConfig(checkpoint="x", preset="efficiency", min_margin=0.0)
+    scores, pairs = score_and_pair(cfg, groups)
+    assert {(p.chosen, p.rejected) for p in pairs} == {(0, 1), (2, 3)}  # best vs worst, per group
+
+
+def _debug_policy(tmp_path):
+    run = tmp_path / "base"
+    cli.run("pipeline", [f"collect.out={tmp_path}/demos.zarr", f"train.out={run}",
+                         "train.progress=false", "ray.num_workers=0", "train.steps=40",
+                         f"run_dir={tmp_path}/p"], preset="debug")
+    return run
+
+
+def _align_args(base, out):
+    return [f"checkpoint={base}", f"out={out}", "ray.num_workers=0", "steps_per_iteration=6",
+            "rollouts_per_group=3", "groups_per_task=2", "eval_episodes=2", "min_margin=0.0",
+            "preset=efficiency"]
+
+
+@pytest.mark.slow
+def test_one_align_iteration_end_to_end_then_kill_9_and_resume(tmp_path):
+    base = _debug_policy(tmp_path)
+    out = tmp_path / "aligned"
+    summary = cli.run("align", [*_align_args(base, out), f"run_dir={tmp_path}/a"],
+                      preset="debug")
+    rec = summary["iterations"][0]
+    assert rec["pairs"] >= 1 and rec["rollouts"] == 6
+    pairs = json.loads((out / "iter_0" / "pairs.json").read_text())
+    assert all(p["margin"] >= 0 for p in pairs["pairs"])
+    config = json.loads((out / "checkpoint" / "config.json").read_text())
+    assert config["objective"]["name"] == "tpo" and config["objective"]["iteration"] == 1
+    assert config["objective"]["parent"] == str((base / "checkpoint").resolve())
+    policy = robolearn.load_policy(out)
+    assert policy.act(np.zeros(39, np.float32), task=TASK).shape == (4,)
+    assert (out / "align.png").exists()
+
+    # the same command, killed at random moments, then run to the end: the same record
+    out2 = tmp_path / "killed"
+    argv = [sys.executable, "-m", "robolearn", "align", "--preset", "debug",
+            *_align_args(base, out2), f"run_dir={tmp_path}/b"]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    kills = 0
+    for delay in (5.0, 8.0):
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait(60)
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert kills >= 1, "the command finished before it could be killed"
+    a = json.loads((out / "align.json").read_text())["iterations"][0]
+    b = json.loads((out2 / "align.json").read_text())["iterations"][0]
+    assert (a["pairs"], a["eval"]) == (b["pairs"], b["eval"])
