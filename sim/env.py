@@ -465,15 +465,28 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
         # The float64 sum of four float32 values is finite exactly when all of them are.
         if not math.isfinite(sum(commanded.tolist())):
             raise ValueError(f"action {commanded.tolist()} has non-finite entries")
-        applied = self._perturb_action(commanded)
+        p = self._params
+        applied = (
+            self._perturb_action(commanded)
+            if p.action_latency or p.action_noise_std
+            else commanded
+        )
 
         obs, reward, _terminated, _truncated, info = self._inner.step(applied)
-        self._steps += 1
-        truncated = self._steps >= HORIZON
+        steps = self._steps = self._steps + 1
+        truncated = steps >= HORIZON
         self._needs_reset = truncated
-        info = dict(info)
+        if not self._fast:
+            info = dict(info)
+        # (The fast step builds a fresh info dict every step, as Meta-World's evaluate_state
+        # does; only Meta-World's own step gets the defensive copy.)
         info["success"] = bool(info["success"])
         info["applied_action"] = applied
+        if self._fast and not p.obs_noise_std:
+            # _observe, inlined: the fast step returns a float64 array of its own.
+            self._clean_obs = obs.copy()
+            self._clean_obs_from_step = True
+            return obs, float(reward), False, truncated, info
         return self._observe(obs, from_step=True), float(reward), False, truncated, info
 
     def render(self) -> np.ndarray:

@@ -8,17 +8,20 @@ compared by type and bits, success flags equal, on every step. Any disagreement 
 
 from __future__ import annotations
 
+import copy
 import struct
 import warnings
 
 import mujoco
 import numpy as np
 import pytest
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+from metaworld.sawyer_xyz_env import SawyerXYZEnv
 from metaworld.utils import reward_utils
 from scipy.spatial.transform import Rotation
 
 from sim import ALL_TASKS, MetaWorldEnv, ScriptedExpert, TaskParams, fast, make_env
-from sim.env import _metaworld_class
+from sim.env import _fast_metaworld_class, _metaworld_class
 from sim.fast import FastStepMixin, fast_class, norm, quat_from_matrix, tolerance
 
 # A non-default point of every TaskParams field (physics, latency, both noises).
@@ -178,6 +181,133 @@ def test_norm_is_numpys_bit_for_bit():
     assert _bits(norm(matrix)) == _bits(np.linalg.norm(matrix))
 
 
+# margin 1e-300: overflows, and for a float32 x it is a float32 0 (as in Meta-World's).
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning")
+def test_lean_tolerance_is_reward_utils_bit_for_bit():
+    rng = np.random.default_rng(4)
+    xs = list(rng.uniform(-1, 1, 3000)) + [0.0, -0.0, 0.02, 0.05, 1e300, float("nan")]
+    margins = [0.0, 0.3, np.float64(0.123456789), 7, 1e-300, float("inf")]
+    for i, x in enumerate(xs):
+        lower, upper = ((0, 0.05), (0.015, 0.05), (0.0, 0.0))[i % 3]
+        margin = margins[i % len(margins)]
+        for gaussian in (False, True):
+            sigmoid = "gaussian" if gaussian else "long_tail"
+            for x_typed in (float(x), np.float64(x), np.float32(x)):
+                got = fast._tol(x_typed, lower, upper, margin, gaussian)
+                want = reward_utils.tolerance(x_typed, bounds=(lower, upper), margin=margin,
+                                              sigmoid=sigmoid)
+                assert type(got) is type(want) and _bits(got) == _bits(want), (x, margin)
+    with pytest.raises(ValueError, match="non-negative"):
+        fast._tol(0.3, 0, 0.1, -0.2)
+    with pytest.raises(ValueError, match="Lower bound"):
+        fast._tol(0.3, 0.2, 0.1, 0.2)
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_lean_norms_are_numpys_bit_for_bit(monkeypatch, sequential):
+    """Whichever way sim.fast takes the norms (a Python sum where BLAS's dot is that sum,
+    see _dot_is_sequential; the dot otherwise), they are np.linalg.norm's bits and types."""
+    if sequential and not fast._SEQUENTIAL_DOT:
+        pytest.skip("this machine's BLAS dot is not a plain sum; sim.fast keeps the dot")
+    monkeypatch.setattr(fast, "_SEQUENTIAL_DOT", sequential)
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 4):
+        scale = np.exp(rng.uniform(-30, 30, (1500, 1)))
+        for a, b in zip(rng.normal(size=(1500, n)) * scale, rng.normal(size=(1500, n)) * scale):
+            want = np.linalg.norm(a - b)
+            assert _bits(fast._dist(a, b)) == _bits(want) and type(fast._dist(a, b)) is float
+            assert type(fast._ndist(a, b)) is np.float64 and _bits(fast._ndist(a, b)) == _bits(want)
+            assert _bits(fast._fnorm(a - b)) == _bits(want)
+            assert _bits(fast._nnorm(a - b)) == _bits(want)
+            assert _bits(fast._norm_of(*(a - b).tolist())) == _bits(want)
+            assert _bits(norm(a - b)) == _bits(want) and type(norm(a - b)) is np.float64
+            for a_, b_ in ((a.astype(np.float32), b), (a, b.astype(np.float32))):
+                assert _bits(fast._dist(a_, b_)) == _bits(float(np.linalg.norm(a_ - b_)))
+            a32, b32 = a.astype(np.float32), b.astype(np.float32)  # float32 arithmetic
+            assert _bits(fast._dist(a32, b32)) == _bits(float(np.linalg.norm(a32 - b32)))
+        x = np.float64(rng.normal())
+        assert type(fast._snorm(x)) is np.float64 and _bits(fast._snorm(x)) == _bits(
+            np.linalg.norm(x)
+        )
+
+
+def test_rect_prism_is_reward_utils_bit_for_bit():
+    rng = np.random.default_rng(5)
+    zero, one = np.array([0.1, 0.2, 0.0]), np.array([-0.1, 0.5, 0.2])
+    points = list(rng.uniform(-0.2, 0.6, (3000, 3))) + [zero, one, np.full(3, np.nan)]
+    for curr in points:
+        for corners in ((zero, one), (one, zero), (zero, zero)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # zero == one divides by zero, in both
+                got = fast._rect_prism(curr, *corners)
+                want = reward_utils.rect_prism_tolerance(curr=curr, zero=corners[0],
+                                                         one=corners[1])
+            assert type(got) is type(want) and _bits(got) == _bits(want), (curr, corners)
+
+
+def test_set_xyz_action_is_metaworlds_bit_for_bit():
+    env = make_env("push-v3")
+    env.reset(seed=0)
+    inner = env.unwrapped_metaworld
+    rng = np.random.default_rng(6)
+    edges = [0.0, -0.0, 1.0, -1.0, 1e-45, -1e-45, 1e-38, 0.99999994, 1.0000001, 3e38]
+    values = np.concatenate([rng.uniform(-1.5, 1.5, 600), edges]).astype(np.float32)
+    low, high = inner.mocap_low, inner.mocap_high
+    for scale in (0.01, 0.01 * 0.9, 0.3, 5e-40):
+        inner.action_scale = scale
+        for k in range(len(values) - 3):
+            action = values[k : k + 3].copy()
+            start = rng.uniform(low - 0.02, high + 0.02)
+            if k % 7 == 0:  # exactly on the box's faces
+                start = np.where(rng.random(3) < 0.5, low, high)
+            inner.data.mocap_pos[0] = start
+            inner.set_xyz_action(action)
+            got = inner.data.mocap_pos.tobytes(), inner.data.mocap_quat.tobytes()
+            inner.data.mocap_pos[0] = start
+            SawyerXYZEnv.set_xyz_action(inner, action)
+            want = inner.data.mocap_pos.tobytes(), inner.data.mocap_quat.tobytes()
+            assert got == want, (scale, action, start)
+
+
+@pytest.mark.parametrize("task", ALL_TASKS)
+def test_object_methods_return_what_metaworlds_return(task):
+    """The table-driven _get_pos_objects / _get_quat_objects: values, dtypes, and views
+    (of the MuJoCo arrays) exactly where Meta-World returns views."""
+    env = make_env(task)
+    env.reset(seed=1)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+    inner = env.unwrapped_metaworld
+    assert type(inner)._fast_objects is not None, f"{task} keeps Meta-World's object methods"
+    data_arrays = [getattr(inner.data, f) for f in fast._VIEW_FIELDS]
+    for name in ("_get_pos_objects", "_get_quat_objects"):
+        owner = next(c for c in ALL_V3_ENVIRONMENTS[task].__mro__ if name in vars(c))
+        got, want = getattr(inner, name)(), vars(owner)[name](inner)
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (task, name)
+        shares = [any(np.shares_memory(x, a) for a in data_arrays) for x in (got, want)]
+        assert shares[0] == shares[1], (task, name, "view" if shares[1] else "copy")
+
+
+def test_fast_step_survives_deepcopy():
+    """A deep copy steps on its own MjData (the cached views are rebuilt), as Meta-World's."""
+    for task in ("plate-slide-v3", "hammer-v3"):
+        pairs = []
+        for is_fast in (False, True):
+            env = make_env(task, fast=is_fast)
+            env.reset(seed=1)
+            for action in np.random.default_rng(0).uniform(-1, 1, (10, 4)).astype(np.float32):
+                env.step(action)
+            pairs.append((env.unwrapped_metaworld, copy.deepcopy(env.unwrapped_metaworld)))
+        (_, slow_copy), (fast_env, fast_copy) = pairs
+        assert fast_copy._fv.data is fast_copy.data
+        for action in np.random.default_rng(5).uniform(-1, 1, (20, 4)).astype(np.float32):
+            fast_env.step(-action)  # the original moves on; the copy must not see it
+            want, got = slow_copy.step(action), fast_copy.step(action)
+            assert got[0].tobytes() == want[0].tobytes() and _bits(got[1]) == _bits(want[1])
+
+
 def test_caging_rewards_equal_metaworlds_for_any_density_and_input_type():
     for task in ("push-v3", "pick-place-v3"):
         fast_env, slow_env = make_env(task), make_env(task, fast=False)
@@ -265,6 +395,62 @@ def test_per_task_code_written_against_other_source_is_not_used(monkeypatch, cap
         guarded = fast_class(base)
     assert "not the code sim.fast was written against" in caplog.text
     assert guarded._gripper_caging_reward is vars(type.mro(base)[1])["_gripper_caging_reward"]
+
+
+def _meta_worlds(fn):
+    """The Meta-World function behind ``fn`` (sim.fast re-binds some to faster helpers)."""
+    return getattr(fn, "__wrapped__", fn)
+
+
+def test_a_changed_reward_source_keeps_metaworlds_compute_reward(monkeypatch, caplog):
+    base = _metaworld_class("door-open-v3")
+    meta_world = vars(type.mro(base)[1])["compute_reward"]
+    assert fast_class(base).compute_reward.__qualname__.startswith("_lean_door_open")
+    key = ("SawyerDoorEnvV3", "compute_reward")
+    monkeypatch.setitem(fast._TASK_METHODS, key, ("0" * 64, fast._TASK_METHODS[key][1]))
+    with caplog.at_level("WARNING", logger="sim.fast"):
+        assert _meta_worlds(fast_class(base).compute_reward) is meta_world
+    assert "not the code sim.fast was written against" in caplog.text
+    monkeypatch.undo()
+    # ... and so does a changed helper it inlines, or a changed reward_utils.
+    helpers = dict(fast._TASK_HELPERS[key], _reward_pos="0" * 64)
+    monkeypatch.setitem(fast._TASK_HELPERS, key, helpers)
+    assert _meta_worlds(fast_class(base).compute_reward) is meta_world
+    monkeypatch.undo()
+    monkeypatch.setattr(fast, "_REWARD_UTILS_KNOWN", False)
+    assert _meta_worlds(fast_class(base).compute_reward) is meta_world
+
+
+def test_unknown_object_methods_keep_metaworlds_observation_path(monkeypatch):
+    base = _metaworld_class("plate-slide-v3")
+    assert fast_class(base)._fast_objects is not None
+    monkeypatch.setattr(fast, "_POSITIONS", {})
+    cls = fast_class(base)
+    assert cls._fast_objects is None
+    assert _meta_worlds(cls._get_pos_objects) is vars(type.mro(base)[1])["_get_pos_objects"]
+    _fast_metaworld_class.cache_clear()  # make_env builds its class anew, without the table
+    try:
+        assert make_env("plate-slide-v3").unwrapped_metaworld._fv.write_objects is None
+        run_side_by_side("plate-slide-v3", seed=2, steps=40, expert=True)
+    finally:
+        _fast_metaworld_class.cache_clear()
+
+
+# Every task with a rewritten compute_reward (see sim.fast._TASK_METHODS), briefly; the slow
+# test below runs all 50 tasks for 1 200 steps each.
+REWRITTEN = sorted(
+    task for task in ALL_TASKS if _fast_metaworld_class(task).compute_reward.__module__ == "sim.fast"
+)
+
+
+def test_most_tasks_have_a_rewritten_reward():
+    assert len(REWRITTEN) >= 34, REWRITTEN
+
+
+@pytest.mark.parametrize("task", REWRITTEN)
+def test_rewritten_rewards_equal_metaworlds(task):
+    run_side_by_side(task, seed=7, steps=80, expert=True)
+    run_side_by_side(task, seed=8, steps=20, expert=False)
 
 
 @pytest.mark.parametrize(
