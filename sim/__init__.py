@@ -1,8 +1,8 @@
 """Simulation: Meta-World v3 tasks, suites, randomisable physics and scripted experts.
 
 ``sim`` is the bottom layer of robolearn: it imports no other robolearn package. Envs step
-through :mod:`sim.fast` by default (Meta-World's reward code with faster helpers, bit-identical
-results); ``make_env(task, fast=False)`` gives Meta-World's own step.
+through :mod:`sim.fast` by default (cached views, lean rewrites of Meta-World's rewards guarded by
+its source; bit-identical results); ``make_env(task, fast=False)`` gives Meta-World's own step.
 
 Example:
     >>> from sim import ScriptedExpert, TaskParams, get_suite, make_env
