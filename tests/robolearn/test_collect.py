@@ -80,7 +80,9 @@ def test_kill_minus_9_of_robolearn_collect_then_rerun(tmp_path):
     (a random number of new committed episodes plus a random delay), so a faster or slower
     machine still kills mid-collection rather than after it finished.
     """
-    n = 40
+    # enough episodes that collection outlasts five kills on a fast machine (the lean sim step
+    # collects ~35 reach episodes a second on one core): each round consumes at most a few
+    n = 160
     ref = tmp_path / "ref.zarr"
     collect(_cfg(ref, episodes_per_task=n), progress=False)
     out = tmp_path / "crash.zarr"
