@@ -555,6 +555,7 @@ class EpisodeStore:
         store._lock_fd = lock_fd
         if mode == "a":
             try:
+                store._check_data_chunks()  # before anything is changed
                 store._repair()
             except BaseException:
                 store.close()
@@ -967,6 +968,43 @@ class EpisodeStore:
                     mask[i] = False
             self._complete = mask
         return self._complete
+
+    def _check_data_chunks(self) -> None:
+        """Append mode: the committed data must be intact before anything is added.
+
+        Reading checks this lazily, but an append must not go ahead over a missing chunk: the
+        append's own write into the last chunk would recreate it with fill values (zeros), and
+        the loss could no longer be told from data. First a directory lookup per chunk, then a
+        read of every committed value (damaged chunks, non-finite values).
+        """
+        end = self.num_steps
+        missing = [
+            f for name in self._arrays if name.startswith("data/") and self._dense(name)
+            for *_, f in self._check_chunks(name, 0, end, raise_=False)
+        ]
+        if missing:
+            raise StoreError(
+                f"{self.path} is corrupt: data chunk file(s) {', '.join(missing[:6])}"
+                + (f" (and {len(missing) - 6} more)" if len(missing) > 6 else "")
+                + " of committed episodes are missing (zarr would read them as zeros); refusing "
+                "to append, nothing was changed. " + _recover_hint(self.path)
+            )
+        # Then every committed value: a damaged chunk or a non-finite value is a store changed
+        # outside robolearn; appending to it would bury the damage under new episodes (and
+        # the append rewrites the last chunk). Blockwise reads, once per append-mode open.
+        for name in self._arrays:
+            if not name.startswith("data/"):
+                continue
+            key = name[len("data/"):]
+            per_row = max(1, int(np.prod(self._arrays[name].shape[1:])))
+            step = max(1, _FINITE_BLOCK // per_row)
+            try:
+                for lo in range(0, end, step):
+                    block = self._read(name, lo, min(end, lo + step))
+                    self._raise_nonfinite(key, block, lo)
+            except StoreError as e:
+                raise StoreError(f"refusing to append to {self.path}, nothing was changed: {e}"
+                                 ) from None
 
     def _repair(self) -> None:
         """Drop what a crash left after the last commit (see :func:`analyse_commits`)."""

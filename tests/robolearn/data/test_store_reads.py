@@ -39,6 +39,34 @@ class TestMissingChunk:
             with pytest.raises(StoreError, match="fill value 0.0, so robolearn refuses"):
                 SequenceSampler(r, 1, 1)
 
+    @pytest.mark.parametrize("chunk", ["c/2/0", "c/7/0"])  # a middle chunk; the last one
+    def test_append_refuses_and_changes_nothing(self, small_chunks, chunk):
+        # appending would write into the last chunk, recreating a deleted one with zeros
+        os.unlink(small_chunks / "data/obs" / chunk)
+        before = {p: p.read_bytes() for p in small_chunks.rglob("*") if p.is_file()}
+        with pytest.raises(StoreError, match=rf"data chunk file\(s\) data/obs/{chunk} of "
+                                             r"committed episodes are missing.*refusing to append"):
+            EpisodeStore.open(small_chunks, mode="a")
+        after = {p: p.read_bytes() for p in small_chunks.rglob("*") if p.is_file()}
+        assert after == before
+        with EpisodeStore.open(small_chunks) as r:  # reading what is there still works
+            np.testing.assert_array_equal(r.episode(0).data["obs"], make_episode(0, 20)["obs"])
+
+    @pytest.mark.parametrize("damage", ["nan", "garbage"])
+    def test_append_refuses_nonfinite_or_damaged_data(self, small_chunks, damage):
+        if damage == "nan":
+            obs = zarr.open_array(small_chunks / "data/obs", mode="r+")
+            obs[45, 3] = np.nan  # episode 2, step 5
+            match = r"refusing to append.*data/obs holds a non-finite value \(nan\) at row 45"
+        else:
+            f = small_chunks / "data/action/c/1/0"
+            f.write_bytes(os.urandom(len(f.read_bytes())))
+            match = r"refusing to append.*chunk file .*c/1/0 \(rows 16\.\.31\) is damaged"
+        before = {p: p.read_bytes() for p in small_chunks.rglob("*") if p.is_file()}
+        with pytest.raises(StoreError, match=match):
+            EpisodeStore.open(small_chunks, mode="a")
+        assert {p: p.read_bytes() for p in small_chunks.rglob("*") if p.is_file()} == before
+
     def test_bool_chunk_of_all_false_is_stored_and_checked(self, small_chunks):
         # success is False for 16 rows in a row: zarr would omit such a chunk by default
         assert (small_chunks / "data/success/c/0").is_file()
