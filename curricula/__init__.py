@@ -12,6 +12,12 @@ A library: it imports ``sim`` (task names, ``TaskParams`` and their limits) and 
   budget over arms (tasks or parameter regions), with epsilon-exploration and a floor.
 - :class:`RegionGrid` (:mod:`curricula.regions`): splits a parameter box into region arms
   that map to components of a distribution.
+- :func:`fit_sysid` (:mod:`curricula.sysid`): system identification of ``TaskParams`` from
+  recorded robot episodes (plain arrays), with per-field uncertainty; the result becomes a
+  component (``Provenance(source="real", ...)``). :func:`ingest_initial_conditions`
+  (:mod:`curricula.ingest`): each episode's first observation as the task's ``rand_vec``
+  (an :class:`EmpiricalInit`). :func:`update_distribution`: the loop's ``p_{k+1}``, a fit
+  mixed into the previous version with a given share per task.
 
 Example:
     >>> import numpy as np
@@ -47,13 +53,37 @@ from curricula.factors import (
     LogNormal,
     factor_from_dict,
 )
+from curricula.ingest import (
+    InitialConditions,
+    RandVecMap,
+    check_episodes,
+    ingest_initial_conditions,
+    rand_vec_map,
+)
 from curricula.progress import LPSampler, absolute_learning_progress
 from curricula.regions import RegionGrid
+from curricula.sysid import (
+    DEFAULT_PRIOR,
+    REPLAY_FIELDS,
+    Estimate,
+    HandFit,
+    ReplayFit,
+    SysIdResult,
+    estimate_obs_noise,
+    fit_hand,
+    fit_replay,
+    fit_sysid,
+    replay_log_likelihood,
+    simulate_episodes,
+    update_distribution,
+)
 
 __all__ = [
+    "DEFAULT_PRIOR",
     "FACTOR_KINDS",
     "FORMAT",
     "PROVENANCE_SOURCES",
+    "REPLAY_FIELDS",
     "SCHEMA_VERSION",
     "Box",
     "Component",
@@ -62,13 +92,29 @@ __all__ = [
     "CurriculumTypeError",
     "EmpiricalInit",
     "EmpiricalParams",
+    "Estimate",
     "Factor",
+    "HandFit",
+    "InitialConditions",
     "LPSampler",
     "LogNormal",
     "Provenance",
+    "RandVecMap",
     "RegionGrid",
+    "ReplayFit",
+    "SysIdResult",
     "TaskDistribution",
     "TaskSample",
     "absolute_learning_progress",
+    "check_episodes",
+    "estimate_obs_noise",
     "factor_from_dict",
+    "fit_hand",
+    "fit_replay",
+    "fit_sysid",
+    "ingest_initial_conditions",
+    "rand_vec_map",
+    "replay_log_likelihood",
+    "simulate_episodes",
+    "update_distribution",
 ]

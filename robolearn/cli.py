@@ -60,12 +60,18 @@ COMMANDS: dict[str, Command] = {
                         "physics: report, plot, videos", "robolearn.evaluate.report:run_evaluate"),
     "align": Command("preference-align a flow-matching policy (GRAPE-style TPO on scored rollouts)",
                      "robolearn.align.loop:run_align"),
+    "pearl": Command("transfer preference labels to another task (PEARL: Gromov–Wasserstein), "
+                     "learn its reward, improve a policy", "robolearn.align.pearl:run_pearl"),
     "deploy": Command("run a checkpoint on a robot (twin | remote) at its rate, safely; record "
                       "episodes", "robolearn.deploy.runner:run_deploy"),
+    "curriculum": Command("the real-grounded sim-to-real loop: deploy on the robot, identify its "
+                          "physics, update the task distribution, retrain; in cycles",
+                          "robolearn.sim2real.loop:run_sim2real"),
     "serve-robot": Command("serve a robot backend over the network (next to the arm); --help for "
                            "flags", None),
-    "export": Command("an episode store to robomimic HDF5", "robolearn.datasets:run_export"),
-    "import": Command("a robomimic HDF5 file into an episode store",
+    "export": Command("an episode store to robomimic HDF5, LeRobot v3.0 or diffusion_policy zarr",
+                      "robolearn.datasets:run_export"),
+    "import": Command("a robomimic, LeRobot v3.0 or diffusion_policy dataset into an episode store",
                       "robolearn.datasets:run_import"),
     "store": Command("check an episode store, or recover what a damaged one holds into a new one",
                      "robolearn.datasets:run_store"),
@@ -91,6 +97,7 @@ Overrides use hydra's grammar, e.g.
   robolearn collect randomize.friction_scale=[0.8,1.2] expert_noise_std=0.1
   robolearn export dataset=demos.zarr format=robomimic out=demos.hdf5
   robolearn import src=demos.hdf5 out=demos.zarr
+  robolearn export dataset=demos.zarr format=lerobot out=demos_lerobot
   robolearn store check demos.zarr                     # what is consistent, what is not
   robolearn store recover demos.zarr fixed.zarr        # copy what can be recovered
   robolearn train dataset=demos.zarr policy=flow_matching steps=20000 out=runs/mt10_fm

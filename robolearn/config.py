@@ -16,6 +16,13 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from robolearn.align.config import AlignConfig
+from robolearn.align.pearl_config import (
+    ImproveConfig,
+    PearlConfig,
+    PoolConfig,
+    RewardConfig,
+    TeacherConfig,
+)
 from robolearn.collect import CollectConfig
 from robolearn.datasets import ExportConfig, ImportConfig, StoreConfig
 from robolearn.deploy.config import DeployConfig
@@ -27,6 +34,7 @@ from robolearn.pipeline import (
     pipeline_evaluate,
     pipeline_train,
 )
+from robolearn.sim2real.config import Sim2RealConfig, SysIdOptions
 from robolearn.train.config import TrainConfig, policy_group_nodes
 
 CONFIGS: dict[str, type] = {
@@ -38,12 +46,22 @@ CONFIGS: dict[str, type] = {
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
     "align": AlignConfig,
+    "pearl": PearlConfig,
     "deploy": DeployConfig,
+    "curriculum": Sim2RealConfig,
 }
 """Command name → its config dataclass."""
 
 # Presets: small, fast variants used by tests and first runs (`--preset debug`).
 PRESETS: dict[str, dict[str, object]] = {
+    # One cycle in a couple of minutes on 2 CPU cores: 3 robot episodes of reach-v3 (the
+    # checkpoint of `pipeline --preset debug`), closed-form fit only, 3 demos, 20 steps.
+    "curriculum/debug": dict(
+        checkpoint="runs/debug_flow_matching", suite="MT1:reach-v3", cycles=1,
+        episodes_per_task=3, max_steps=60, out="runs/debug_curriculum", demos_per_task=3,
+        train_steps=20, batch_size=32, eval_episodes=2, eval_horizon=60, num_envs=2,
+        sysid=SysIdOptions(replay=False),
+    ),
     "collect/debug": dict(
         suite="MT1:reach-v3", episodes_per_task=2, out="data/debug_demos.zarr"
     ),
@@ -71,6 +89,12 @@ PRESETS: dict[str, dict[str, object]] = {
         checkpoint="runs/debug_flow_matching", suite="MT1:reach-v3", iterations=1,
         groups_per_task=2, rollouts_per_group=4, steps_per_iteration=5, batch_size=4,
         demo_batch_size=16, eval_episodes=2, min_margin=0.0,
+    ),
+    # PEARL in about a minute: pools of 12, a few labels, 20 training steps, 2 held-out goals.
+    "pearl/debug": dict(
+        source="window-open-v3", target="window-close-v3", pool=PoolConfig(size=12, horizon=40),
+        teacher=TeacherConfig(pairs=20), reward=RewardConfig(epochs=3), eval_episodes=2,
+        improve=ImproveConfig(steps=20, batch_size=16),
     ),
     "deploy/debug": dict(checkpoint="runs/debug_flow_matching", task="reach-v3", episodes=2,
                          max_steps=50, out="data/debug_real.zarr"),

@@ -35,7 +35,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +113,23 @@ def rollout_groups(cfg: AlignConfig, checkpoint: Path, groups: list, suite: Any)
         return [results[k] for k in range(len(groups))]
 
 
-def score_and_pair(cfg: AlignConfig, trajectories: list) -> tuple[Any, list]:
-    """GRAPE scores within each group and the best-vs-worst pairs."""
+def score_and_pair(cfg: AlignConfig, trajectories: list,
+                   score_fn: Callable[[list], np.ndarray] | None = None) -> tuple[Any, list]:
+    """GRAPE scores within each group and the best-vs-worst pairs. ``score_fn`` (the flat
+    trajectories → (N,) scores, higher is better), when given, replaces GRAPE's scores, e.g.
+    a learned reward (``robolearn pearl improve.method=tpo``)."""
     from policies.alignment import make_pairs, score_trajectories, trajectory_costs
 
     flat = [t for group in trajectories for t in group]
     groups = [k for k, group in enumerate(trajectories) for _ in group]
+    if score_fn is not None:
+        score = np.asarray(score_fn(flat), dtype=np.float64).reshape(-1)
+        if score.shape != (len(flat),) or not np.isfinite(score).all():
+            raise ValueError(f"score_fn returned {score.shape} scores (finite: "
+                             f"{bool(np.isfinite(score).all())}), expected {len(flat)} finite")
+        scores: Any = ExternalScores(score)
+        return scores, make_pairs(score, groups, min_margin=cfg.min_margin,
+                                  pairs_per_group=cfg.pairs_per_group)
     costs = [trajectory_costs(t.steps, success=t.success) for t in flat]
     success = [t.success for t in flat]
     if cfg.weights:
@@ -131,6 +142,14 @@ def score_and_pair(cfg: AlignConfig, trajectories: list) -> tuple[Any, list]:
     pairs = make_pairs(scores.score, groups, min_margin=cfg.min_margin,
                        pairs_per_group=cfg.pairs_per_group)
     return scores, pairs
+
+
+@dataclasses.dataclass
+class ExternalScores:
+    """Scores from a ``score_fn`` (what :func:`save_rollouts` records of them)."""
+
+    score: np.ndarray
+    keys: list[str] = dataclasses.field(default_factory=lambda: ["external"])
 
 
 # ----------------------------------------------------------------------------- storage
@@ -366,8 +385,11 @@ def trajectory_metrics(trajectories: list) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- the command
-def run_align(cfg: AlignConfig, run_dir: Path) -> dict[str, Any]:
-    """``robolearn align``: iterations of roll out → score → pair → train → evaluate."""
+def run_align(cfg: AlignConfig, run_dir: Path, *,
+              score_fn: Callable[[list], np.ndarray] | None = None) -> dict[str, Any]:
+    """``robolearn align``: iterations of roll out → score → pair → train → evaluate.
+    ``score_fn`` (in code only): see :func:`score_and_pair`; its ``describe`` attribute, if
+    any, is part of the run's settings."""
     import sim
     from robolearn.checkpoint import install_checkpoint, read_config, resolve_checkpoint
     from robolearn.rollout.physics import physics_from_config
@@ -401,6 +423,9 @@ def run_align(cfg: AlignConfig, run_dir: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps({**dataclasses.asdict(cfg), "checkpoint": str(base),
                                       "out": str(out), "run_dir": None, "ray": None}, default=str))
+    if score_fn is not None:
+        settings["score_fn"] = json.loads(json.dumps(getattr(score_fn, "describe", "external"),
+                                                     default=str))
     state = _load_state(out, settings)
     t_start = time.perf_counter()
     if "base_eval" not in state:
@@ -417,7 +442,7 @@ def run_align(cfg: AlignConfig, run_dir: Path) -> dict[str, Any]:
         if "pairs" not in rec:
             t0 = time.perf_counter()
             trajs = rollout_groups(cfg, current, group_specs(cfg, tasks, i, physics), suite)
-            scores, pairs = score_and_pair(cfg, trajs)
+            scores, pairs = score_and_pair(cfg, trajs, score_fn)
             save_rollouts(it_dir, trajs, scores, pairs, i)
             flat = [t for g in trajs for t in g]
             rec.update(pairs=len(pairs), rollouts=len(flat),

@@ -20,6 +20,7 @@ SOLVERS = ("exact", "entropic")
 REWARD_KINDS = ("gaussian", "point")
 ORIENTATION = ("auto", "check", "off")
 NOISE_KINDS = ("replace", "gaussian")
+FEATURES = ("obs", "obs_action")
 
 
 def _check_range(section: str, name: str, value: float, low: float, high: float | None = None,
@@ -96,6 +97,7 @@ class TeacherConfig:
 class TransferConfig:
     """``gw.*``: cross-task preference alignment (CPA) by Gromov–Wasserstein."""
 
+    features: str = "obs"  # per-step features of the distances: obs | obs_action ([obs, action])
     distance: str = "resample"  # resample | pad | dtw | mean (policies.alignment.distance_matrix)
     length: int = 64  # points per trajectory for resample / dtw
     solver: str = "exact"  # exact (default) | entropic (refused when its plan is near-uniform)
@@ -108,6 +110,8 @@ class TransferConfig:
 
     def __post_init__(self) -> None:
         p = "gw."
+        if self.features not in FEATURES:
+            raise ConfigError(unknown("gw features", self.features, FEATURES))
         if self.distance not in DISTANCES:
             raise ConfigError(unknown("gw distance", self.distance, DISTANCES))
         if self.solver not in SOLVERS:
@@ -133,9 +137,10 @@ class RewardConfig:
     min_confidence: float = 0.0  # transferred labels below this confidence are not used
     hidden_dim: int = 64
     num_layers: int = 2
-    sigma_prior: float = 0.1  # gaussian: the per-step std the KL term pulls sigma toward
-    kl_weight: float = 0.1  # gaussian: lambda_KL
-    epochs: int = 60
+    sigma_prior: float = 1.0  # gaussian: the per-step std the KL term pulls sigma toward
+    kl_weight: float = 1.0  # gaussian: lambda_KL
+    stride: int = 4  # fit and score on every stride-th step (4x cheaper; returns sum those steps)
+    epochs: int = 40
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
@@ -144,7 +149,7 @@ class RewardConfig:
         p = "reward."
         if self.kind not in REWARD_KINDS:
             raise ConfigError(unknown("reward kind", self.kind, REWARD_KINDS))
-        for name in ("hidden_dim", "num_layers", "epochs", "batch_size"):
+        for name in ("hidden_dim", "num_layers", "stride", "epochs", "batch_size"):
             _check_range(p, name, getattr(self, name), 1)
         _check_range(p, "pairs", self.pairs, 0)
         _check_range(p, "min_confidence", self.min_confidence, 0.0, 1.0)
