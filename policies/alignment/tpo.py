@@ -361,8 +361,8 @@ def combined_loss(
     the training distributions, so it is an unbiased estimate of `compute_loss` on them).
     L_BC is `policy.compute_loss(demos)` on a batch of demonstrations (fresh noise), which keeps
     the policy near the data it was cloned from. With λ_bc = λ_sft = 0 this is L_TPO.
-    "Fine-tune on the chosen trajectories only" (λ_sft > 0 without the TPO term) is the baseline
-    a TPO result must beat; train it with the policy's own `compute_loss` on the chosen chunks.
+    "Fine-tune on the chosen trajectories only" (β = 0, λ_sft > 0: no TPO term) is the baseline
+    a TPO result must beat.
 
     Args:
         policy, reference, chosen, rejected, beta, chunk_norm, t, eps: as :func:`tpo_terms`.
@@ -382,10 +382,15 @@ def combined_loss(
             f"combined_loss: Got lambda_bc={lambda_bc} but no demos, expected a demonstration "
             "batch (or lambda_bc=0)"
         )
+    if not beta >= 0:
+        raise ValueError(f"combined_loss: Got beta={beta}, expected >= 0 (0: no TPO term)")
+    # β = 0 is chosen-only fine-tuning (the baseline): no preference term in the loss; the
+    # terms are still computed (with β = 1) for the same diagnostics (|h|, implicit accuracy).
     terms = tpo_terms(
-        policy, reference, chosen, rejected, beta=beta, chunk_norm=chunk_norm, t=t, eps=eps
+        policy, reference, chosen, rejected, beta=beta if beta > 0 else 1.0,
+        chunk_norm=chunk_norm, t=t, eps=eps
     )
-    loss = terms.loss
+    loss = terms.loss if beta > 0 else terms.loss * 0.0
     metrics = terms.metrics()
     mask = terms.chosen_mask
     sft = (terms.chosen_losses * mask).sum() / mask.sum().clamp(min=1)

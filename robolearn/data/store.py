@@ -1005,6 +1005,11 @@ class EpisodeStore:
             except StoreError as e:
                 raise StoreError(f"refusing to append to {self.path}, nothing was changed: {e}"
                                  ) from None
+        try:
+            self.task_ids()  # every episode's task is in the task list
+        except StoreError as e:
+            raise StoreError(f"refusing to append to {self.path}, nothing was changed: {e}"
+                             ) from None
 
     def _repair(self) -> None:
         """Drop what a crash left after the last commit (see :func:`analyse_commits`)."""

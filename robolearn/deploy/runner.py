@@ -111,8 +111,30 @@ def run_deploy(cfg: DeployConfig, run_dir: Path, *, policy: Any = None, robot: A
     create = dict(obs_dim=policy.obs_dim, action_dim=policy.action_dim,
                   extras=_extras(policy.action_dim, len(kinds)),
                   attrs={"intervention_kinds": kinds, "source": "deploy"})
-    with claim_store(out, create=create) as claim, claim.open("a") as store:
-        return _deploy(cfg, store, robot, policy, task_id, kinds, progress)
+    existed = out.exists()
+    with claim_store(out, create=create) as claim:
+        try:
+            with claim.open("a") as store:
+                return _deploy(cfg, store, robot, policy, task_id, kinds, progress)
+        except RobotRefused:
+            if not existed:  # nothing ran: leave no empty store behind (we still own the path)
+                _remove_if_empty(out)
+            raise
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Remove the episode store this command created at ``path`` if it holds no episode."""
+    import shutil
+
+    from robolearn.data import EpisodeStore
+
+    try:
+        with EpisodeStore.open(path) as s:
+            empty = len(s) == 0 and s.num_steps == 0
+    except Exception:  # noqa: BLE001 - not provably empty: keep it
+        return
+    if empty:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _deploy(cfg: DeployConfig, store: Any, robot: Any, policy: Any, task_id: int,

@@ -116,3 +116,10 @@ def test_one_align_iteration_end_to_end_then_kill_9_and_resume(tmp_path):
     a = json.loads((out / "align.json").read_text())["iterations"][0]
     b = json.loads((out2 / "align.json").read_text())["iterations"][0]
     assert (a["pairs"], a["eval"]) == (b["pairs"], b["eval"])
+    # the baselines on the same settings run to a loadable checkpoint too (sft: beta = 0)
+    for method in ("sft", "dpo", "bc"):
+        o = tmp_path / f"m_{method}"
+        s = cli.run("align", [*_align_args(base, o), f"method={method}",
+                              f"run_dir={tmp_path}/{method}"], preset="debug")
+        assert s["iterations"][0]["pairs"] == rec["pairs"]  # the same rollouts and pairs
+        assert robolearn.load_policy(o).act(np.zeros(39, np.float32), task=TASK).shape == (4,)

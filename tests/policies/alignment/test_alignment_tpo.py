@@ -189,6 +189,13 @@ def test_combined_loss_adds_sft_and_bc(policy, make_batch):
     bc, _ = policy.compute_loss(demos)
     torch.testing.assert_close(with_bc, tpo + 2.0 * bc)
     assert m2["loss"] == pytest.approx(float(with_bc.detach()))
+    # beta = 0: chosen-only fine-tuning, no TPO term in the loss (what `align method=sft` runs)
+    sft_only, m3 = combined_loss(policy, reference, chosen, rejected, beta=0.0, chunk_norm=3.0,
+                                 lambda_sft=1.0, t=t, eps=eps)
+    torch.testing.assert_close(sft_only, sft)
+    assert sft_only.requires_grad and m3["loss"] == pytest.approx(float(sft.detach()))
+    with pytest.raises(ValueError, match="Got beta=-1"):
+        combined_loss(policy, reference, chosen, rejected, beta=-1.0, chunk_norm=1.0)
     with pytest.raises(ValueError, match="lambda_bc=1.0 but no demos"):
         combined_loss(policy, reference, chosen, rejected, beta=1.0, chunk_norm=1.0, lambda_bc=1.0)
 

@@ -177,3 +177,29 @@ def test_kill_minus_9_of_the_runner_keeps_committed_episodes(tmp_path):
             assert ep.source == "real"
             assert len(ep) == 40 or ep.data["success"][-1]  # full horizon, or ended on success
             assert np.isfinite(ep.data["obs"]).all()
+
+
+def test_a_refused_robot_link_leaves_no_new_store_and_keeps_an_existing_one(tmp_path):
+    from robolearn.errors import RobotRefused
+
+    proc = python_process("-m", "hardware.server", "--backend", "twin", "--task", "reach-v3",
+                          "--port", "0", "--token", TOKEN, "--no-realtime")
+    try:
+        line = read_until(proc, "hardware.server listening on tcp://", timeout_s=30)
+        port = int(re.search(r"tcp://127\.0\.0\.1:(\d+)", line).group(1))
+        cfg = _cfg(tmp_path, "robot=remote", f"remote.port={port}", "remote.token=wrong-token",
+                   "episodes=1")
+        with pytest.raises(RobotRefused, match="refused this client"):
+            run_deploy(cfg, tmp_path, policy=ScriptedPolicy(), progress=False)
+        assert not (tmp_path / "real.zarr").exists()  # nothing ran: nothing created
+        # a store that was there before stays, episodes and all
+        ok = _cfg(tmp_path, "robot=remote", f"remote.port={port}", f"remote.token={TOKEN}",
+                  "episodes=1")
+        run_deploy(ok, tmp_path, policy=ScriptedPolicy(), progress=False)
+        with pytest.raises(RobotRefused):
+            run_deploy(cfg, tmp_path, policy=ScriptedPolicy(), progress=False)
+        with EpisodeStore.open(tmp_path / "real.zarr") as store:
+            assert len(store) == 1
+    finally:
+        proc.kill()
+        proc.wait(10)
