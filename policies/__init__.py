@@ -32,6 +32,7 @@ from policies.registry import (
     policy_name,
 )
 from policies.regression import RegressionConfig, RegressionPolicy
+from policies.residual import ResidualConfig, ResidualPolicy
 
 __all__ = [
     "BACKBONES",
@@ -48,8 +49,10 @@ __all__ = [
     "PolicyConfig",
     "RegressionConfig",
     "RegressionPolicy",
+    "ResidualConfig",
     "ResidualMLP",
     "ResidualMLPConfig",
+    "ResidualPolicy",
     "build_backbone",
     "config_from_dict",
     "config_to_dict",

@@ -62,6 +62,8 @@ COMMANDS: dict[str, Command] = {
                      "robolearn.align.loop:run_align"),
     "pearl": Command("transfer preference labels to another task (PEARL: Gromov–Wasserstein), "
                      "learn its reward, improve a policy", "robolearn.align.pearl:run_pearl"),
+    "finetune": Command("residual RL (RLlib PPO) on top of a frozen policy, driven by a "
+                        "learning-progress curriculum", "robolearn.rl.finetune:run_finetune"),
     "deploy": Command("run a checkpoint on a robot (twin | remote) at its rate, safely; record "
                       "episodes", "robolearn.deploy.runner:run_deploy"),
     "curriculum": Command("the real-grounded sim-to-real loop: deploy on the robot, identify its "

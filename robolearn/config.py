@@ -34,6 +34,7 @@ from robolearn.pipeline import (
     pipeline_evaluate,
     pipeline_train,
 )
+from robolearn.rl.finetune import FinetuneConfig, FinetuneRayConfig, PPOSettings
 from robolearn.sim2real.config import Sim2RealConfig, SysIdOptions
 from robolearn.train.config import TrainConfig, policy_group_nodes
 
@@ -47,6 +48,7 @@ CONFIGS: dict[str, type] = {
     "evaluate": EvaluateConfig,
     "align": AlignConfig,
     "pearl": PearlConfig,
+    "finetune": FinetuneConfig,
     "deploy": DeployConfig,
     "curriculum": Sim2RealConfig,
 }
@@ -89,6 +91,12 @@ PRESETS: dict[str, dict[str, object]] = {
         checkpoint="runs/debug_flow_matching", suite="MT1:reach-v3", iterations=1,
         groups_per_task=2, rollouts_per_group=4, steps_per_iteration=5, batch_size=4,
         demo_batch_size=16, eval_episodes=2, min_margin=0.0,
+    ),
+    "finetune/debug": dict(
+        checkpoint="runs/debug_flow_matching", suite="MT1:reach-v3", env_steps=200, horizon=50,
+        ppo=PPOSettings(train_batch_size=100, minibatch_size=50, num_epochs=1),
+        eval_episodes=2, eval_num_envs=2, checkpoint_every=1, tensorboard=False,
+        ray=FinetuneRayConfig(num_workers=1, num_envs_per_worker=2, restart_delay_s=1.0),
     ),
     # PEARL in about a minute: pools of 12, a few labels, 20 training steps, 2 held-out goals.
     "pearl/debug": dict(

@@ -77,7 +77,7 @@ main() {
     python -m pip install -q --upgrade pip
     python -c "import torch" 2>/dev/null || install_torch
     echo "torch in .venv: $(torch_build)"
-    python -m pip install -q -e ".[dev,video,ray,align,wandb]"
+    python -m pip install -q -e ".[dev,video,ray,rl,align,wandb]"
     # robomimic's dataset classes (used to check our HDF5 export) need no torchvision, but its
     # package metadata asks for one, which would replace the CPU torch with a CUDA build.
     # Install it without dependencies here; `pip install robolearn[robomimic]` is the full extra.
