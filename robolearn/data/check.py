@@ -344,6 +344,8 @@ def _inspect(path: Path, *, deep: bool) -> dict[str, Any]:
     cs = np.concatenate([[0], np.cumsum(bad_rows)])
     starts = np.concatenate([[0], ends[:-1]])
     why: dict[int, str] = {}
+    _task_values = meta_scans["task"].values if "task" in meta_scans else None
+    known_tasks = None if _task_values is None else (_task_values, set(tasks))
     for j in range(state.entries):
         if not trusted[j]:
             why[j] = "its boundaries in meta/episode_ends are not consistent"
@@ -360,6 +362,11 @@ def _inspect(path: Path, *, deep: bool) -> dict[str, Any]:
             reason = _meta_problem(meta_scans, j)
             if reason:
                 why[j] = reason
+            elif known_tasks is not None and j < len(known_tasks[0]) and \
+                    str(known_tasks[0][j]) not in known_tasks[1]:
+                # its task id is unknown: copying it would invent a task for it
+                why[j] = (f"its task {str(known_tasks[0][j])!r} is not in the store's task list "
+                          "(attrs['tasks'])")
     recoverable = [j for j in range(state.entries) if j not in why and trusted[j]]
     if state.tail:  # an uncommitted tail is neither recoverable nor lost
         for j in range(n, state.entries):

@@ -126,6 +126,17 @@ def test_unknown_task_is_a_store_error(small_chunks):
             r.task_ids()
         with pytest.raises(StoreError, match="unknown task"):
             SequenceSampler(r, 1, 1)
+    with pytest.raises(StoreError, match="refusing to append.*episode 1 has task 't1'"):
+        EpisodeStore.open(small_chunks, mode="a")
+    # recover leaves out the episodes whose task id is unknown (it would have to invent one)
+    from robolearn.data import check_store, recover_store
+
+    assert check_store(small_chunks).recoverable == [0, 2, 4]
+    rep = recover_store(small_chunks, small_chunks.parent / "fixed.zarr")
+    assert rep.copied == [0, 2, 4] and "not in the store's task list" in rep.skipped[1]
+    with EpisodeStore.open(small_chunks.parent / "fixed.zarr") as fixed:
+        assert fixed.tasks == ["t0"] and len(fixed) == 3
+        np.testing.assert_array_equal(fixed.episode(1).data["obs"], make_episode(2, 20)["obs"])
 
 
 def test_reads_in_append_mode_see_new_chunks(small_chunks):
