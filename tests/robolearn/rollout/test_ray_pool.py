@@ -63,8 +63,9 @@ def test_ray_collection_equals_the_single_process_one(ray_local, tmp_path):
 
 
 def test_a_killed_actor_is_replaced_and_the_collection_is_unchanged(ray_local, tmp_path):
+    # 20 episodes: with the fast sim step, 5 were all done (or in flight) before the kill landed
     ref = tmp_path / "ref.zarr"
-    collect(_collect_cfg(ref, 0, episodes_per_task=5), progress=False)
+    collect(_collect_cfg(ref, 0, episodes_per_task=20), progress=False)
     killed = []
 
     def kill_one(task, attempt, success):
@@ -75,7 +76,7 @@ def test_a_killed_actor_is_replaced_and_the_collection_is_unchanged(ray_local, t
             killed.append(pids[0])
 
     out = tmp_path / "killed.zarr"
-    summary = collect(_collect_cfg(out, 2, episodes_per_task=5), progress=False,
+    summary = collect(_collect_cfg(out, 2, episodes_per_task=20), progress=False,
                       on_episode=kill_one)
     assert killed and summary.actors_replaced >= 1
     _assert_same_store(ref, out)
