@@ -58,7 +58,7 @@ COMMANDS: dict[str, Command] = {
                      "robolearn.cli:run_train"),
     "evaluate": Command("success rates of a checkpoint (or `expert`) on a suite, under any "
                         "physics: report, plot, videos", "robolearn.evaluate.report:run_evaluate"),
-    "align": Command("preference-align a flow-matching policy (GRAPE-style TPO on scored rollouts)",
+    "align": Command("preference-align a flow-matching policy on GRAPE-scored rollouts (sft | tpo)",
                      "robolearn.align.loop:run_align"),
     "pearl": Command("transfer preference labels to another task (PEARL: Gromov–Wasserstein), "
                      "learn its reward, improve a policy", "robolearn.align.pearl:run_pearl"),

@@ -21,7 +21,7 @@ class AlignConfig:
     checkpoint: str = MISSING  # the base policy (run or checkpoint directory)
     suite: str = "MT10"  # the tasks to align on (train tasks of the suite)
     out: str = ""  # the alignment run directory (default runs/align-<method>-<preset>-<time>)
-    method: str = "tpo"  # tpo | sft (chosen-only fine-tuning) | dpo (TPO term only) | bc (more BC)
+    method: str = "sft"  # sft (chosen-only; default: won, results/align_mt10.md) | tpo | dpo | bc
     preset: str = "all"  # efficiency | smooth | safe | robust | all | success (preferences by success only)
     weights: dict[str, float] = field(default_factory=dict)  # explicit cost weights (override preset)
     iterations: int = 3  # roll out → score → pair → train → evaluate, each from the last

@@ -172,10 +172,17 @@ def test_kill_minus_9_of_the_runner_keeps_committed_episodes(tmp_path):
     with EpisodeStore.open(out, mode="a") as store:  # repairs any torn tail
         n = len(store)
         assert n >= 2
+        # on a loaded machine the watchdog may stop the run before the kill: its cut-short
+        # episode is kept, marked incomplete (a fault's record, never trained on)
+        complete = set(store.complete_episodes().tolist())
+        assert len(complete) >= min(2, n) - 1
         for i in range(n):
             ep = store.episode(i)
             assert ep.source == "real"
-            assert len(ep) == 40 or ep.data["success"][-1]  # full horizon, or ended on success
+            if i in complete:  # full horizon, or ended on success
+                assert len(ep) == 40 or ep.data["success"][-1]
+            else:
+                assert ep.info["incomplete"] is True and i == n - 1
             assert np.isfinite(ep.data["obs"]).all()
 
 
