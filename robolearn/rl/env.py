@@ -44,6 +44,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 ENV_ID = "robolearn/MetaWorld-v0"
+RESIDUAL_ENV_ID = "robolearn/MetaWorldResidual-v0"  # robolearn.rl.residual.ResidualEnv
 """Gymnasium id of :class:`TaskEnv`."""
 DEFAULT_HELDOUT_SEED = 1000  # robolearn.evaluate's default evaluation seed
 DEFAULT_HELDOUT_EPISODES = 200
@@ -325,9 +326,7 @@ def _uniform(tasks: Sequence[str] | None) -> Any:
 
 
 def register_envs() -> None:
-    """Registers :data:`ENV_ID` and the residual env's id with Gymnasium (idempotent)."""
-    from robolearn.rl.residual import RESIDUAL_ENV_ID
-
+    """Registers :data:`ENV_ID` and :data:`RESIDUAL_ENV_ID` with Gymnasium (idempotent)."""
     for env_id, entry in ((ENV_ID, "robolearn.rl.env:TaskEnv"),
                           (RESIDUAL_ENV_ID, "robolearn.rl.residual:ResidualEnv")):
         if env_id not in gym.registry:

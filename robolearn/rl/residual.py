@@ -28,12 +28,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from robolearn.rl.env import TaskEnv
+from robolearn.rl.env import RESIDUAL_ENV_ID, TaskEnv  # noqa: F401 - RESIDUAL_ENV_ID re-exported
 
 log = logging.getLogger(__name__)
-
-RESIDUAL_ENV_ID = "robolearn/MetaWorldResidual-v0"
-"""Gymnasium id of :class:`ResidualEnv`."""
 
 
 def load_base(base: Any = None, base_files: Mapping[str, bytes] | None = None,
