@@ -102,10 +102,14 @@ def test_one_align_iteration_end_to_end_then_kill_9_and_resume(tmp_path):
             *_align_args(base, out2), f"run_dir={tmp_path}/b"]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     kills = 0
-    for delay in (5.0, 8.0):
+    # kill by progress, not by the clock (a fast machine finishes the tiny run in seconds):
+    # once its rollouts are being written, then once its training has started
+    for marker in (out2 / "iter_0", out2 / "iter_0" / "train"):
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(delay)
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1
