@@ -103,10 +103,12 @@ def test_hostile_flood_does_not_disturb_the_authenticated_client():
     proc = None
     try:
         robot.connect()
-        robot.send_action(np.zeros(4, np.float32))
         before = len(volume.records)  # the start-up and connect lines
         proc = python_process("-c", HOSTILE, str(server.port), "3.0", "3", "3")
         read_until(proc, "flooding", timeout_s=30)
+        # The first command arms the watchdog: send it once the flood runs, not before the
+        # flooder's interpreter starts (that start-up took longer than 0.25 s on a loaded CI box).
+        robot.send_action(np.zeros(4, np.float32))
         steps, t_end = 0, time.monotonic() + 2.5
         while time.monotonic() < t_end:
             robot.get_observation()  # raises RobotLinkError on a dead link

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 import robolearn
 from robolearn import cli
@@ -83,8 +84,15 @@ def _align_args(base, out):
 def test_one_align_iteration_end_to_end_then_kill_9_and_resume(tmp_path):
     base = _debug_policy(tmp_path)
     out = tmp_path / "aligned"
-    summary = cli.run("align", [*_align_args(base, out), f"run_dir={tmp_path}/a"],
-                      preset="debug")
+    # One torch thread here and in the killed subprocesses below: CPU float reductions differ
+    # with the thread count, and a rollout amplifies the last bit into another trajectory.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        summary = cli.run("align", [*_align_args(base, out), f"run_dir={tmp_path}/a"],
+                          preset="debug")
+    finally:
+        torch.set_num_threads(threads)
     rec = summary["iterations"][0]
     assert rec["pairs"] >= 1 and rec["rollouts"] == 6
     pairs = json.loads((out / "iter_0" / "pairs.json").read_text())
@@ -100,7 +108,7 @@ def test_one_align_iteration_end_to_end_then_kill_9_and_resume(tmp_path):
     out2 = tmp_path / "killed"
     argv = [sys.executable, "-m", "robolearn", "align", "--preset", "debug",
             *_align_args(base, out2), f"run_dir={tmp_path}/b"]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
     kills = 0
     # kill by progress, not by the clock (a fast machine finishes the tiny run in seconds):
     # once its rollouts are being written, then once its training has started
