@@ -881,7 +881,6 @@ class _HandProblem:
         out = []
         for e in self.eps:
             _, var = clipped_mean_var(_delay(e.action[:, :3], latency), sigma_a)
-            var[:latency] = 0.0
             out.append((gain * self.scale) ** 2 * var)
         return out
 
