@@ -17,7 +17,23 @@ Every action passes these checks, in this order, before it reaches the backend:
    ``obs[ee_key]`` plus the displacements sent since (dead reckoning, so action chunks executed
    without observing are covered too), and the commanded target (the first observation after
    ``connect``/``reset_episode`` plus every displacement sent), which leads the lagging arm.
-   When no observation has been read yet the layer reads one.
+   The target estimate assumes the arm moves ``position_scale`` per unit action; a real arm
+   that moves less (a lower gain) would see it run ahead and freeze short of the box's edge,
+   so at every observation it is pulled back to within a *lead bound* of the hand: the arm's
+   possible tracking lag, a low-pass of the commanded speed over ``tracking_lag_steps`` steps
+   (``l <- (1 - 1/n) l + |step|``, per axis) plus ``tracking_margin_m``. The bound covers
+   the lag of an arm that tracks as commanded (Meta-World's hand trails its mocap by 3.4 steps
+   of travel at full speed and settles in ~5 steps; the default bound is 4 steps of travel +
+   1 cm), so there the estimate is untouched; it decays when the motion stops, so an arm of
+   any gain reaches the box's edge. Commands still queued in the robot (action latency) are
+   lead the hand has not begun to follow: add the latency in steps to ``tracking_lag_steps``
+   (measured on the twin: at latency 4 and the default 4, a full-speed run into the box's floor
+   takes the arm's target 1.9 cm past it; with 4 + 4 it stays inside). A bound much wider than
+   the lag cuts a weaker arm's motion early (the MT10 policy on push-v3 with gain 0.6: 5/10
+   episodes with 4 steps, as many as with no workspace check, 0/10 with 8 steps or no bound).
+   ``tracking_lag_steps=None``: no bound (pure dead reckoning: exact for an arm whose gain is
+   ``position_scale``, freezes a weaker one). When no observation has been read yet the layer
+   reads one.
 
 **Hold** is the action "stay where you are": the motion entries zero, every other entry (the
 gripper) as in the last action sent, so a grasped object is not dropped. Before the first
@@ -119,6 +135,11 @@ class SafetyConfig:
             check uses them. ``()`` when the action has none.
         position_scale: End-effector displacement in metres per unit action on
             ``motion_dims`` (Meta-World: 0.01). With an uncertain real gain use an upper bound.
+        tracking_lag_steps: Time constant (control steps) of the lead bound on the
+            commanded-target estimate, see the module docstring: the arm's tracking lag plus
+            its action latency, in steps (Meta-World: 3.4 + 0). ``None``: never bounded.
+        tracking_margin_m: Constant part of that bound (metres): the hand's offset from its
+            target at rest (Meta-World: 4 mm in z) and observation noise.
         workspace_low: Lower corner of the allowed end-effector box (metres, one per motion
             dim, the frame of ``obs[ee_key]``); ``None`` with ``workspace_high`` disables the
             workspace check.
@@ -147,6 +168,8 @@ action entry per step). Got SafetyConfig.max_delta=-1
     workspace_low: tuple[float, ...] | None = None
     workspace_high: tuple[float, ...] | None = None
     ee_key: str = "ee_pos"
+    tracking_lag_steps: float | None = 4.0
+    tracking_margin_m: float = 0.01
     watchdog_timeout_s: float | None = 0.1
     max_events: int = 1000
 
@@ -200,6 +223,18 @@ action entry per step). Got SafetyConfig.max_delta=-1
                 )
         if not isinstance(self.ee_key, str) or not self.ee_key:
             raise _fail("ee_key", self.ee_key, "a non-empty observation key")
+        n_lag = self.tracking_lag_steps
+        if n_lag is not None:
+            if not (_is_number(n_lag) and math.isfinite(n_lag) and n_lag >= 1):
+                raise _fail(
+                    "tracking_lag_steps", n_lag,
+                    "a number of control steps >= 1 (the arm's tracking lag + latency), or None",
+                )
+            self.tracking_lag_steps = float(n_lag)
+        m = self.tracking_margin_m
+        if not (_is_number(m) and math.isfinite(m) and m >= 0):
+            raise _fail("tracking_margin_m", m, "a finite number of metres >= 0")
+        self.tracking_margin_m = float(m)
         if self.watchdog_timeout_s is not None:
             t = self.watchdog_timeout_s
             if not (_is_number(t) and math.isfinite(t) and t > 0):
@@ -302,6 +337,7 @@ class SafeRobot(Robot):
         # Two end-effector estimates, see _keep_in_workspace.
         self._ee_measured: np.ndarray | None = None
         self._ee_target: np.ndarray | None = None
+        self._lead = np.zeros(len(config.motion_dims))  # the lag model of the lead bound
         self._steps = 0
         self._tripped = False
         self._deadline: float | None = None
@@ -364,6 +400,7 @@ class SafeRobot(Robot):
                 raise
             self._last_sent = self._initial_hold()
             self._ee_measured = self._ee_target = None
+            self._lead = np.zeros(self._motion.size)
             with self._state_lock:
                 self._tripped = False
                 self._deadline = None
@@ -425,6 +462,9 @@ class SafeRobot(Robot):
                     self._ee_measured = self._ee_measured + step
                 if self._ee_target is not None:
                     self._ee_target = self._ee_target + step
+                if self.config.tracking_lag_steps is not None:
+                    keep = 1.0 - 1.0 / self.config.tracking_lag_steps
+                    self._lead = keep * self._lead + np.abs(step)
             self._steps += 1
             return np.asarray(sent)
 
@@ -456,6 +496,7 @@ class SafeRobot(Robot):
             obs = reset(task=task, seed=seed)
             self._last_sent = self._initial_hold()
             self._ee_measured = self._ee_target = None
+            self._lead = np.zeros(self._motion.size)
             self._observe_ee(obs)
             return obs
 
@@ -614,6 +655,9 @@ class SafeRobot(Robot):
         self._ee_measured = ee_arr
         if self._ee_target is None:
             self._ee_target = ee_arr.copy()
+        elif self.config.tracking_lag_steps is not None:
+            bound = self._lead + self.config.tracking_margin_m
+            self._ee_target = ee_arr + np.clip(self._ee_target - ee_arr, -bound, bound)
 
     def _keep_in_workspace(self, action: np.ndarray) -> np.ndarray:
         """Cuts the motion entries so that both end-effector estimates stay in the box.
@@ -623,8 +667,8 @@ class SafeRobot(Robot):
         ``reset_episode`` plus every displacement sent since: where a position-controlled arm
         is heading. A real or simulated arm lags its target (Meta-World's hand trails its mocap
         by ~3 cm at full speed), so the measured estimate alone would let the target, and then
-        the arm, overshoot the box; the target alone would drift when the real gain differs from
-        ``position_scale``. Each axis gets the intersection of both allowed intervals, each
+        the arm, overshoot the box; the target alone would drift when the real gain is below
+        ``position_scale``, hence its lead bound (see the module docstring). Each axis gets the intersection of both allowed intervals, each
         widened to include 0 (hold, or move back towards the box, is always allowed).
         """
         cfg = self.config

@@ -43,6 +43,9 @@ class SafetyOptions:
     max_delta: float = 0.5  # max change of any action entry per step
     watchdog_timeout_s: float = 0.1  # stop the robot when no valid command arrives for this long
     workspace: bool = True  # keep the end effector in Meta-World's hand box
+    # lead bound of the workspace check's commanded-target estimate: the arm's tracking lag +
+    # its action latency, control steps; 0: unbounded (an arm of gain < 1 freezes short of the box)
+    tracking_lag_steps: float = 4.0
 
 
 @dataclass
@@ -84,6 +87,10 @@ class DeployConfig:
                             ("safety.max_delta", self.safety.max_delta)):
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"Got {name}={value}, expected a positive number")
+        lag = self.safety.tracking_lag_steps
+        if not (math.isfinite(lag) and (lag == 0 or lag >= 1)):
+            raise ConfigError(f"Got safety.tracking_lag_steps={lag}, expected 0 (unbounded) or "
+                              "a number of control steps >= 1")
         if self.twin.jitter_std_s < 0:
             raise ConfigError(f"Got twin.jitter_std_s={self.twin.jitter_std_s}, expected >= 0")
         try:

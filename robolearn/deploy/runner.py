@@ -49,7 +49,8 @@ def build_robot(cfg: DeployConfig) -> Any:
     else:
         raise ValueError(f"Got robot={cfg.robot!r}, expected 'twin' or 'remote'")
     overrides: dict[str, Any] = {"max_delta": cfg.safety.max_delta,
-                                 "watchdog_timeout_s": cfg.safety.watchdog_timeout_s}
+                                 "watchdog_timeout_s": cfg.safety.watchdog_timeout_s,
+                                 "tracking_lag_steps": cfg.safety.tracking_lag_steps or None}
     if not cfg.safety.workspace:
         overrides.update(workspace_low=None, workspace_high=None)
     return SafeRobot(backend, SafetyConfig.for_metaworld(**overrides))

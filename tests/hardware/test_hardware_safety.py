@@ -15,6 +15,7 @@ from hardware import (
     TwinRobot,
     WatchdogTrippedError,
 )
+from sim import TaskParams
 from tests.hardware.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -68,6 +69,10 @@ def test_config_validation_messages():
         SafetyConfig(motion_dims=(0, 0))
     with pytest.raises(ValueError, match="SafetyConfig.position_scale=nan"):
         SafetyConfig(position_scale=float("nan"))
+    with pytest.raises(ValueError, match="SafetyConfig.tracking_lag_steps=0.5"):
+        SafetyConfig(tracking_lag_steps=0.5)
+    with pytest.raises(ValueError, match="SafetyConfig.tracking_margin_m=-0.01"):
+        SafetyConfig(tracking_margin_m=-0.01)
 
 
 def test_config_must_fit_the_robot():
@@ -126,6 +131,42 @@ def test_no_unsafe_command_reaches_the_twin():
     assert counts["clamped"] > 0 and counts["rate_limited"] > 0 and counts["workspace"] > 0
     assert counts["watchdog"] == 0
     assert set(counts) == set(INTERVENTION_KINDS)
+
+
+def descend_to_the_floor(gain: float, tracking_lag_steps: float | None,
+                         latency: int = 0) -> tuple[float, float, float]:
+    """Drives the twin (actuator gain ``gain``) down and sideways into the floor of a box 8 cm
+    below its start for 90 steps, then holds 30; returns (floor, lowest hand z, lowest mocap z).
+    """
+    params = TaskParams(actuator_gain_scale=gain, action_latency=latency)
+    twin = TwinRobot("reach-v3", params, seed=0)
+    with twin:
+        floor = float(twin.get_observation()["ee_pos"][2]) - 0.08
+    config = SafetyConfig.for_metaworld(
+        workspace_low=(-0.5, 0.40, floor), workspace_high=(0.5, 1.0, 0.5),
+        watchdog_timeout_s=None, tracking_lag_steps=tracking_lag_steps,
+    )
+    hand, mocap = [], []
+    with SafeRobot(twin, config) as robot:
+        for i in range(120):
+            hand.append(float(robot.get_observation()["ee_pos"][2]))
+            robot.send_action(np.array([0.3, 0.0, -1.0, 0.0]) if i < 90 else np.zeros(4))
+            mocap.append(float(twin.env.unwrapped_metaworld.data.mocap_pos[0][2]))
+    return floor, min(hand), min(mocap)
+
+
+@pytest.mark.parametrize(("gain", "latency"), [(1.0, 0), (0.6, 0), (0.4, 0), (1.0, 3), (0.6, 3)])
+def test_an_arm_of_lower_gain_still_reaches_the_edge_of_the_box(gain, latency):
+    # The commanded-target estimate assumes 1 cm per unit action; on an arm that moves less it
+    # runs ahead, and without its lead bound it reaches the floor while the hand is centimetres
+    # above it: the arm froze there (measured: 3.3 cm at gain 0.6, 4.9 cm at 0.4).
+    lag = SafetyConfig().tracking_lag_steps + latency  # the default + the robot's latency
+    floor, hand, mocap = descend_to_the_floor(gain, tracking_lag_steps=lag, latency=latency)
+    assert mocap >= floor - TOL  # the arm's real target never left the box
+    assert hand - floor <= 0.0125  # within the bound's 1 cm margin (+ the hand's sag) of it
+    if gain < 1:
+        _, unbounded_hand, _ = descend_to_the_floor(gain, None, latency)
+        assert unbounded_hand - floor >= 0.025
 
 
 def test_the_same_policy_without_the_safety_layer_is_refused_by_the_twin(twin):

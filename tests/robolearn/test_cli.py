@@ -122,6 +122,8 @@ def test_nonsense_values_are_refused_naming_the_key(tmp_path, capsys):
                       (["collect", "seed=-1"], "seed=-1"),
                       (["deploy", "checkpoint=x", "rate_hz=-5"], "rate_hz=-5"),
                       (["deploy", "checkpoint=x", "rate_hz=0.001"], "rate_hz=0.001"),
+                      (["deploy", "checkpoint=x", "safety.tracking_lag_steps=0.5"],
+                       "safety.tracking_lag_steps=0.5"),
                       (["train", "device=gpu"], "device='gpu'")):
         out = str(tmp_path / "never.zarr")
         where = [] if args[0] == "train" else [f"run_dir={tmp_path}/r"]
