@@ -31,6 +31,7 @@ stores and checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -136,7 +137,9 @@ def run_sim2real(cfg: Sim2RealConfig, run_dir: Path) -> dict[str, Any]:
             state.save()
         if "deploy" not in rec["done"]:
             t0 = time.perf_counter()
-            rec["robot"] = _deploy(cfg, policy, cdir / "real.zarr", tasks, k)
+            safety = _safety_for(cfg, state.cycles[k - 1] if k else None)
+            rec["safety_tracking_lag_steps"] = safety.tracking_lag_steps
+            rec["robot"] = _deploy(cfg, policy, cdir / "real.zarr", tasks, k, safety)
             secs["deploy"] = round(time.perf_counter() - t0, 2)
             rec["done"].append("deploy")
             state.save()
@@ -214,8 +217,22 @@ def _initial_distribution(cfg: Sim2RealConfig) -> Any:
 
 
 # ----------------------------------------------------------------------------- 1. deploy
+def _safety_for(cfg: Sim2RealConfig, prev: dict[str, Any] | None) -> Any:
+    """The safety options of a cycle's deploy: the workspace check's lead bound must cover the
+    robot's action latency (commands sent but not executed yet), which the previous cycle's
+    fit measured; ``cfg.safety.tracking_lag_steps`` (the arm's tracking lag) + the largest
+    fitted latency in steps. Cycle 0, or an unbounded check (0), keeps the configured value."""
+    base = cfg.safety.tracking_lag_steps
+    fits = (prev or {}).get("fits") or {}
+    latency = [float(f["estimates"]["action_latency"]["value"]) for f in fits.values()
+               if "action_latency" in f.get("estimates", {})]
+    if not base or not latency:
+        return cfg.safety
+    return dataclasses.replace(cfg.safety, tracking_lag_steps=base + math.ceil(max(latency)))
+
+
 def _deploy(cfg: Sim2RealConfig, policy: Path, store: Path, tasks: list[str],
-            k: int) -> dict[str, Any]:
+            k: int, safety: Any) -> dict[str, Any]:
     """Runs the missing robot episodes of every task; returns what the store holds per task."""
     from robolearn.deploy import DeployConfig, run_deploy
 
@@ -229,7 +246,7 @@ def _deploy(cfg: Sim2RealConfig, policy: Path, store: Path, tasks: list[str],
         dc = DeployConfig(checkpoint=str(policy), robot=cfg.robot, task=task, episodes=missing,
                           max_steps=cfg.max_steps, seed=ROBOT_SEED + cfg.seed + 1000 * k + have,
                           rate_hz=cfg.rate_hz, out=str(store), device=cfg.device,
-                          twin=cfg.twin, remote=cfg.remote, safety=cfg.safety)
+                          twin=cfg.twin, remote=cfg.remote, safety=safety)
         try:
             run_deploy(dc, store.parent, progress=False)
         except DeployFault as e:

@@ -20,6 +20,7 @@ from curricula import TaskDistribution
 from robolearn import cli
 from robolearn.data import EpisodeStore
 from robolearn.errors import ConfigError, DeployFault, ReuseError
+from robolearn.sim2real.loop import STATE
 from tests.hardware.conftest import TOKEN, python_process, read_until
 
 pytestmark = pytest.mark.timeout(900)
@@ -91,6 +92,10 @@ def test_one_cycle_against_a_remote_twin(tmp_path, pi0, remote_twin):
     assert est["action_latency"] == GAP["action_latency"]
     assert abs(est["obs_noise_std"] / GAP["obs_noise_std"] - 1) < 0.2
     assert abs(est["actuator_gain_scale"] / GAP["actuator_gain_scale"] - 1) < 0.1
+    # cycle 1 deployed with the workspace check's lead bound widened by the fitted latency
+    state = json.loads((out / STATE).read_text())
+    lags = [c["safety_tracking_lag_steps"] for c in state["cycles"]]
+    assert lags == [4.0, 4.0 + GAP["action_latency"]]
     # reports, plot, summary
     for k in (0, 1):
         rep = json.loads((out / f"cycle_{k}" / "report.json").read_text())
