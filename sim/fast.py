@@ -3185,7 +3185,7 @@ def fast_class(base: type) -> type:
         overridden = [r for r in replaced if _overridden(base, r)]
         if overridden:
             # The mixin's version would shadow (or bypass) the task's own; keep Meta-World's.
-            logger.info("%s overrides %s; keeping Meta-World's %s", base.__name__, overridden, name)
+            logger.debug("%s overrides %s; keeping Meta-World's %s", base.__name__, overridden, name)
             namespace[name] = inspect.getattr_static(base, name, None)
             if namespace[name] is None:
                 del namespace[name]
