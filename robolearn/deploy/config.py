@@ -46,6 +46,9 @@ class SafetyOptions:
     # lead bound of the workspace check's commanded-target estimate: the arm's tracking lag +
     # its action latency, control steps; 0: unbounded (an arm of gain < 1 freezes short of the box)
     tracking_lag_steps: float = 4.0
+    # the arm's motion per unit action relative to Meta-World's 1 cm (its actuator gain), as the
+    # workspace check assumes it; `robolearn curriculum` sets the gain its previous cycle fitted
+    gain: float = 1.0
 
 
 @dataclass
@@ -84,7 +87,8 @@ class DeployConfig:
                               f"{MIN_RATE_HZ:g}..{MAX_RATE_HZ:g} Hz")
         for name, value in (("remote.timeout_s", self.remote.timeout_s),
                             ("safety.watchdog_timeout_s", self.safety.watchdog_timeout_s),
-                            ("safety.max_delta", self.safety.max_delta)):
+                            ("safety.max_delta", self.safety.max_delta),
+                            ("safety.gain", self.safety.gain)):
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"Got {name}={value}, expected a positive number")
         lag = self.safety.tracking_lag_steps

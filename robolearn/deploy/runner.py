@@ -33,6 +33,7 @@ def _extras(action_dim: int, n_kinds: int) -> dict[str, tuple[tuple[int, ...], s
 def build_robot(cfg: DeployConfig) -> Any:
     """The configured backend wrapped in the safety layer."""
     from hardware import SafeRobot, SafetyConfig
+    from hardware.safety import METAWORLD_POSITION_SCALE
 
     if cfg.robot == "twin":
         from hardware import TwinRobot
@@ -50,7 +51,8 @@ def build_robot(cfg: DeployConfig) -> Any:
         raise ValueError(f"Got robot={cfg.robot!r}, expected 'twin' or 'remote'")
     overrides: dict[str, Any] = {"max_delta": cfg.safety.max_delta,
                                  "watchdog_timeout_s": cfg.safety.watchdog_timeout_s,
-                                 "tracking_lag_steps": cfg.safety.tracking_lag_steps or None}
+                                 "tracking_lag_steps": cfg.safety.tracking_lag_steps or None,
+                                 "position_scale": METAWORLD_POSITION_SCALE * cfg.safety.gain}
     if not cfg.safety.workspace:
         overrides.update(workspace_low=None, workspace_high=None)
     return SafeRobot(backend, SafetyConfig.for_metaworld(**overrides))

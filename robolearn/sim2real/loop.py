@@ -138,7 +138,7 @@ def run_sim2real(cfg: Sim2RealConfig, run_dir: Path) -> dict[str, Any]:
         if "deploy" not in rec["done"]:
             t0 = time.perf_counter()
             safety = _safety_for(cfg, state.cycles[k - 1] if k else None)
-            rec["safety_tracking_lag_steps"] = safety.tracking_lag_steps
+            rec["safety"] = {"gain": safety.gain, "tracking_lag_steps": safety.tracking_lag_steps}
             rec["robot"] = _deploy(cfg, policy, cdir / "real.zarr", tasks, k, safety)
             secs["deploy"] = round(time.perf_counter() - t0, 2)
             rec["done"].append("deploy")
@@ -218,17 +218,26 @@ def _initial_distribution(cfg: Sim2RealConfig) -> Any:
 
 # ----------------------------------------------------------------------------- 1. deploy
 def _safety_for(cfg: Sim2RealConfig, prev: dict[str, Any] | None) -> Any:
-    """The safety options of a cycle's deploy: the workspace check's lead bound must cover the
-    robot's action latency (commands sent but not executed yet), which the previous cycle's
-    fit measured; ``cfg.safety.tracking_lag_steps`` (the arm's tracking lag) + the largest
-    fitted latency in steps. Cycle 0, or an unbounded check (0), keeps the configured value."""
-    base = cfg.safety.tracking_lag_steps
+    """The safety options of a cycle's deploy, calibrated by the previous cycle's fit: the
+    workspace check dead-reckons the arm at ``safety.gain`` × 1 cm per unit action (the largest
+    fitted actuator gain: an arm that moves more is the unsafe side), and its lead bound must
+    cover the robot's action latency (commands sent, not executed yet):
+    ``safety.tracking_lag_steps`` (the arm's tracking lag) + the largest fitted latency.
+    Cycle 0 keeps the configured values; so does an unbounded check (0) its bound."""
     fits = (prev or {}).get("fits") or {}
-    latency = [float(f["estimates"]["action_latency"]["value"]) for f in fits.values()
-               if "action_latency" in f.get("estimates", {})]
-    if not base or not latency:
-        return cfg.safety
-    return dataclasses.replace(cfg.safety, tracking_lag_steps=base + math.ceil(max(latency)))
+
+    def fitted(name: str) -> list[float]:
+        return [float(f["estimates"][name]["value"]) for f in fits.values()
+                if name in f.get("estimates", {})]
+
+    latency, gain = fitted("action_latency"), fitted("actuator_gain_scale")
+    safety = cfg.safety
+    if gain:
+        safety = dataclasses.replace(safety, gain=max(gain))
+    if safety.tracking_lag_steps and latency:
+        safety = dataclasses.replace(
+            safety, tracking_lag_steps=safety.tracking_lag_steps + math.ceil(max(latency)))
+    return safety
 
 
 def _deploy(cfg: Sim2RealConfig, policy: Path, store: Path, tasks: list[str],
