@@ -52,6 +52,7 @@ ACTION_DIM = 4
 HORIZON = 500
 """Episode length in steps; ``step`` returns ``truncated=True`` at this step."""
 
+_FLOAT32 = np.dtype(np.float32)
 _RENDER_MODES = ("rgb_array", "depth_array")
 _RESET_OPTIONS = ("rand_vec",)
 _ROBOT_ROOT_BODY = "right_arm_base_link"
@@ -456,7 +457,10 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
             raise RuntimeError(
                 f"MetaWorldEnv({self._task!r}).step called before reset(); call env.reset() first"
             )
-        commanded = np.array(action, dtype=np.float32)
+        if type(action) is np.ndarray and action.dtype is _FLOAT32:
+            commanded = action.copy()  # np.array(action, dtype=np.float32), without its dispatch
+        else:
+            commanded = np.array(action, dtype=np.float32)
         if commanded.shape != (ACTION_DIM,):
             raise ValueError(
                 f"action has shape {commanded.shape}; expected ({ACTION_DIM},) "
@@ -483,8 +487,11 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
         info["success"] = bool(info["success"])
         info["applied_action"] = applied
         if self._fast and not p.obs_noise_std:
-            # _observe, inlined: the fast step returns a float64 array of its own.
-            self._clean_obs = obs.copy()
+            # _observe, inlined: the fast step returns a float64 copy of the array it keeps as
+            # _last_stable_obs, which it never writes into: that one serves as the clean copy
+            # (unless it is the very array returned, as after a simulation exception).
+            clean = self._inner._last_stable_obs
+            self._clean_obs = obs.copy() if clean is obs or clean is None else clean
             self._clean_obs_from_step = True
             return obs, float(reward), False, truncated, info
         return self._observe(obs, from_step=True), float(reward), False, truncated, info

@@ -507,6 +507,7 @@ class _Views:
     __slots__ = (
         "data", *_VIEW_FIELDS, "_ids", "_spec",
         "hand", "claws", "mocap_row", "fingers", "pads", "obj_parts", "write_objects",
+        "read_objects",
     )
 
     def __init__(self, data: mujoco.MjData, ids: _Ids, spec: tuple[Any, ...] | None) -> None:
@@ -528,6 +529,7 @@ class _Views:
         )
         self.obj_parts = None if spec is None else _bind_objects(spec, ids, self)
         self.write_objects = None if spec is None else _object_writer(self.obj_parts)
+        self.read_objects = None if spec is None else _object_reader(self.obj_parts)
 
     def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return (_Views, (self.data, self._ids, self._spec))
@@ -774,6 +776,34 @@ class FastStepMixin:
         18 become the next step's previous 18, as Meta-World keeps them.
         """
         pos_goal = self._get_pos_goal()  # type: ignore[attr-defined]
+        v = self._fv
+        read_objects = v.read_objects
+        prev = self._prev_obs  # type: ignore[has-type]
+        if (
+            read_objects is not None
+            and type(prev) is np.ndarray
+            and prev.dtype is _FLOAT64
+            and prev.shape == (18,)
+            and type(pos_goal) is np.ndarray
+            and pos_goal.dtype is _FLOAT64
+            and pos_goal.shape == (3,)
+        ):
+            # The same 39 values as below, gathered as Python floats (exact copies of the
+            # doubles) and made into one float64 array; the current 18 stay its first 18.
+            values = v.hand.tolist()
+            right, left = v.claws
+            r0, r1, r2 = right.tolist()
+            l0, l1, l2 = left.tolist()
+            values.append(min(max(_norm_of(r0 - l0, r1 - l1, r2 - l2) / 0.1, 0.0), 1.0))
+            values += read_objects()
+            values += prev.tolist()
+            values += _ZEROS3 if self._partially_observable else pos_goal.tolist()  # type: ignore[attr-defined]
+            obs = np.array(values)
+            # A view: nothing writes into the array _get_obs returns (step clips into a new
+            # one, as Meta-World's np.clip does; reset writes only obs[18:36], then replaces
+            # _prev_obs).
+            self._prev_obs = obs[:18]
+            return obs
         current = np.zeros(18)
         self._fill_curr_obs(current)
         goal = np.zeros_like(pos_goal) if self._partially_observable else pos_goal  # type: ignore[attr-defined]
@@ -907,7 +937,7 @@ class FastStepMixin:
         mujoco.mj_forward(model, data)
         obs = self._get_obs()
         space = self.sawyer_observation_space  # type: ignore[attr-defined]
-        _clip(obs, space.low, space.high, out=obs)
+        obs = _clip(obs, space.low, space.high)  # a new array, as Meta-World's np.clip
         self._last_stable_obs = obs
         # evaluate_state without Meta-World's assert_task_is_set wrapper where it has one:
         # the check is the one this step made first.
@@ -1032,6 +1062,54 @@ def _object_writer(parts: tuple[Any, ...]) -> Any:
             out[7:11] = Rotation.from_matrix(matrix.reshape(3, 3)).as_quat()
 
     return write
+
+
+_ZEROS3 = [0.0, 0.0, 0.0]  # np.zeros_like of a float64 goal, as Python floats
+_PADDING7 = [0.0] * 7  # Meta-World's zero padding after one object
+
+
+def _object_reader(parts: tuple[Any, ...]) -> Any:
+    """The observation's 14 object entries as Python floats, for one object; else None.
+
+    ``_object_writer``'s values for the same layout, taken as Python floats: the rows'
+    doubles exactly (``tolist``), an offset added entry by entry (numpy's elementwise float64
+    addition is the same IEEE addition), the quaternion as ``_object_writer`` gets it, then
+    Meta-World's 7 zeros. ``None`` (for several objects, or the dial) keeps the array path.
+    """
+    (pkind, parray, pi, *prest), (qkind, qarray, *qrest) = parts[0]
+    if len(parts) != 1 or pkind != "pos":
+        return None
+    position, offset = parray[pi], prest[0]
+    if offset is not None and (offset.dtype is not _FLOAT64 or offset.shape != (3,)):
+        return None
+    shift = None if offset is None else tuple(offset.tolist())
+    if qkind == "const":
+        constant, row = [float(q) for q in qarray], None
+    else:
+        constant, row = None, qarray[qrest[0]]
+    from_matrix = qkind == "mat"
+
+    def read() -> list[float]:
+        if shift is None:
+            values = position.tolist()
+        else:
+            p0, p1, p2 = position.tolist()
+            o0, o1, o2 = shift
+            values = [p0 + o0, p1 + o1, p2 + o2]
+        if row is None:
+            values += constant
+        elif not from_matrix:
+            values += row.tolist()
+        else:
+            matrix = row.tolist()
+            if _orthogonal_enough(matrix):
+                values += _quat_tuple(matrix)
+            else:
+                values += Rotation.from_matrix(row.reshape(3, 3)).as_quat().tolist()
+        values += _PADDING7
+        return values
+
+    return read
 
 
 def _part_position(part: tuple[Any, ...], single: bool) -> np.ndarray:
@@ -1489,6 +1567,31 @@ def _tcp(env: Any) -> np.ndarray:
     return (right + left) / 2.0
 
 
+def _tcp_dist(a: Any, env: Any) -> float:
+    """``_dist(a, _tcp(env))``: ``float(np.linalg.norm(a - env.tcp_center))`` for a 3-vector.
+
+    For a float64 ``a``, on Python floats: the tcp entries are ``(right + left) / 2.0`` and
+    the differences ``a - tcp``, entry by entry the IEEE operations numpy performs; then the
+    squares summed in order as :func:`_dist` does where the dot is that sum, else the same
+    ``dot`` of a float64 3-vector of those differences (one array instead of three). The norm
+    of ``tcp - a`` is the same: each difference only changes sign (exactly), not its square.
+    Anything else goes through ``_dist`` and ``_tcp``.
+    """
+    if type(a) is np.ndarray and a.dtype is _FLOAT64 and a.shape == (3,):
+        right, left = env._fv.fingers
+        r0, r1, r2 = right.tolist()
+        f0, f1, f2 = left.tolist()
+        a0, a1, a2 = a.tolist()
+        d0 = a0 - (r0 + f0) / 2.0
+        d1 = a1 - (r1 + f1) / 2.0
+        d2 = a2 - (r2 + f2) / 2.0
+        if _SEQUENTIAL_DOT:
+            return math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+        d = np.array((d0, d1, d2))
+        return math.sqrt(d.dot(d))
+    return _dist(a, _tcp(env))
+
+
 def _joint_qpos(env: Any, name: str) -> float:
     """``float(env.data.joint(name).qpos.item())`` of a 1-dof joint, by cached address."""
     return env._fv.qpos.item(env._fast_ids.qpos_adr(name))
@@ -1501,7 +1604,7 @@ def _lean_reach(meta_world: Any) -> Any:
         target = self._target_pos
         if target is None or self.obj_init_pos is None or self.reward_function_version != "v2":
             return meta_world(self, actions, obs)
-        tcp_to_target = _dist(_tcp(self), target)
+        tcp_to_target = _tcp_dist(target, self)  # norm(tcp - target): the same squares
         in_place_margin = _dist(self.hand_init_pos, target)
         in_place = _tol(tcp_to_target, 0, 0.05, in_place_margin)
         return (10 * in_place, tcp_to_target, in_place)
@@ -1522,7 +1625,7 @@ def _lean_door_close(meta_world: Any) -> Any:
         ):
             return meta_world(self, actions, obs)
         obj = obs[4:7]
-        tcp_to_target = _dist(_tcp(self), target)
+        tcp_to_target = _tcp_dist(target, self)  # norm(tcp - target): the same squares
         obj_to_target = _dist(obj, target)
         in_place_margin = _ndist(self.obj_init_pos, target)
         in_place = _tol(obj_to_target, 0, 0.05, in_place_margin, gaussian=True)
@@ -1716,7 +1819,7 @@ def _lean_handle_press(side: bool) -> Any:
                 target_to_obj = float(target_to_obj)
             target_to_obj_init = _snorm(handle_init[2] - target[2])
             in_place = _tol(target_to_obj, 0, radius, abs(target_to_obj_init - radius))
-            tcp_to_obj = _dist(obj, _tcp(self))
+            tcp_to_obj = _tcp_dist(obj, self)
             tcp_to_obj_init = _ndist(handle_init, self.init_tcp)
             reach = _tol(tcp_to_obj, 0, 0.02, abs(tcp_to_obj_init - 0.02))
             reward = hamacher_product(reach, in_place)
@@ -1742,7 +1845,7 @@ def _lean_button_press(axis: int, variant: str) -> Any:
             if target is None or self.reward_function_version != "v2" or not _obs_ok(obs):
                 return meta_world(self, action, obs)
             obj = obs[4:7]
-            tcp_to_obj = _dist(obj, _tcp(self))
+            tcp_to_obj = _tcp_dist(obj, self)
             tcp_to_obj_init = _dist(obj, self.init_tcp)
             obj_to_target = abs(target[axis] - obj[axis])
             opening = obs[3]
@@ -1775,7 +1878,7 @@ def _lean_button_press_wall(meta_world: Any) -> Any:
         if target is None or self.reward_function_version != "v2" or not _obs_ok(obs):
             return meta_world(self, action, obs)
         obj = obs[4:7]
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         tcp_to_obj_init = _dist(obj, self.init_tcp)
         obj_to_target = abs(target[1] - obj[1])
         near_button = _tol(tcp_to_obj, 0, 0.01, tcp_to_obj_init)
@@ -1816,7 +1919,7 @@ def _lean_basketball(meta_world: Any) -> Any:
         target_to_obj_init = _nnorm((obj_init_pos - target) * _BASKETBALL_SCALE)
         in_place = _tol(target_to_obj, 0, radius, target_to_obj_init)
         tcp_opened = float(obs[3])
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         object_grasped = self._gripper_caging_reward(
             action,
             obj,
@@ -1945,7 +2048,7 @@ def _lean_dial_turn(meta_world: Any) -> Any:
         target_to_obj = _dist(obj, target)
         target_to_obj_init = _ndist(self.dial_push_position, target)
         in_place = _tol(target_to_obj, 0, radius, abs(target_to_obj_init - radius))
-        tcp_to_obj = _dist(dial_push_position, _tcp(self))
+        tcp_to_obj = _tcp_dist(dial_push_position, self)
         tcp_to_obj_init = _dist(self.dial_push_position, self.init_tcp)
         reach = _tol(tcp_to_obj, 0, 0.005, abs(tcp_to_obj_init - 0.005), gaussian=True)
         gripper_closed = min(max(0, action[-1]), 1)
@@ -1991,7 +2094,7 @@ def _lean_handle_pull(side: bool) -> Any:
             in_place = _tol(target_to_obj, 0, radius, target_to_obj_init)
             reward = hamacher_product(object_grasped, in_place)
             tcp_opened = obs[3]
-            tcp_to_obj = _dist(obj, _tcp(self))
+            tcp_to_obj = _tcp_dist(obj, self)
             lifted = obj[2] - 0.01 > obj_init_pos[2] if side else obj[1] - 0.01 > obj_init_pos[2]
             if tcp_to_obj < 0.035 and tcp_opened > 0 and lifted:
                 reward += 1.0 + 5.0 * in_place
@@ -2055,7 +2158,7 @@ def _lean_drawer_close(meta_world: Any) -> Any:
         target_to_obj = _ndist(obj, target)
         target_to_obj_init = _ndist(self.obj_init_pos, target)
         in_place = _tol(target_to_obj, 0, radius, abs(target_to_obj_init - radius))
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         tcp_to_obj_init = _ndist(self.obj_init_pos, self.init_tcp)
         reach = _tol(tcp_to_obj, 0, 0.005, abs(tcp_to_obj_init - 0.005), gaussian=True)
         gripper_closed = min(max(0, action[-1]), 1)
@@ -2090,7 +2193,7 @@ def _lean_window(opening: bool) -> Any:
             start = self.obj_init_pos if opening else handle_init
             target_to_obj_init = float(_snorm(start[0] - target[0]))
             in_place = _tol(target_to_obj, 0, radius, abs(target_to_obj_init - radius))
-            tcp_to_obj = _dist(obj, _tcp(self))
+            tcp_to_obj = _tcp_dist(obj, self)
             tcp_to_obj_init = _dist(handle_init, self.init_tcp)
             reach = _tol(
                 tcp_to_obj, 0, 0.02, abs(tcp_to_obj_init - 0.02), gaussian=not opening
@@ -2140,7 +2243,7 @@ def _lean_peg_insert_side(meta_world: Any) -> Any:
         obj = obs[4:7]
         obj_head = site_xpos[site_id("pegHead")]
         tcp_opened = obs[3]
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         obj_to_target = _fnorm((obj_head - target) * _PEG_SCALE)
         in_place_margin = _fnorm((self.peg_head_pos_init - target) * _PEG_SCALE)
         in_place = _tol(obj_to_target, 0, self.TARGET_RADIUS, in_place_margin)
@@ -2308,7 +2411,7 @@ def _lean_coffee_button(meta_world: Any) -> Any:
         if target is None or self.reward_function_version != "v2" or not _obs_ok(obs):
             return meta_world(self, action, obs)
         obj = obs[4:7]
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         tcp_to_obj_init = _dist(obj, self.init_tcp)
         obj_to_target = abs(target[1] - obj[1])
         opening = obs[3]
@@ -2337,7 +2440,7 @@ def _lean_push(meta_world: Any) -> Any:
             return meta_world(self, action, obs)
         obj = obs[4:7]
         tcp_opened = obs[3]
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         target_to_obj = _dist(obj, target)
         target_to_obj_init = _dist(obj_init_pos, target)
         in_place = _tol(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
@@ -2382,7 +2485,7 @@ def _lean_hand_insert(meta_world: Any) -> Any:
         )
         reward = hamacher_product(object_grasped, in_place)
         tcp_opened = obs[3]
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         if tcp_to_obj < 0.02 and tcp_opened > 0:
             reward += 1.0 + 7.0 * in_place
         if target_to_obj < self.TARGET_RADIUS:
@@ -2512,7 +2615,7 @@ def _lean_pick_place(meta_world: Any) -> Any:
         obj = obs[4:7]
         tcp_opened = obs[3]
         obj_to_target = _dist(obj, target)
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         in_place_margin = _ndist(obj_init_pos, target)
         in_place = _tol(obj_to_target, 0, 0.05, in_place_margin)
         object_grasped = self._gripper_caging_reward(action, obj)
@@ -2544,7 +2647,7 @@ def _lean_push_wall(meta_world: Any) -> Any:
         obj = obs[4:7]
         tcp_opened = obs[3]
         midpoint = np.array([-0.05, 0.77, obj[2]])
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         obj_to_midpoint = _fnorm((obj - midpoint) * _PUSH_WALL_SCALE)
         obj_to_midpoint_init = _fnorm((obj_init_pos - midpoint) * _PUSH_WALL_SCALE)
         obj_to_target = _dist(obj, target)
@@ -2629,7 +2732,7 @@ def _lean_peg_unplug_side(meta_world: Any) -> Any:
             return meta_world(self, action, obs)
         obj = obs[4:7]
         tcp_opened = obs[3]
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         obj_to_target = _dist(obj, target)
         object_grasped = self._gripper_caging_reward(
             action,
@@ -2677,7 +2780,7 @@ def _lean_coffee_mug(meta_world: Any) -> Any:
         target_to_obj_init = _nnorm((self.obj_init_pos - target) * _COFFEE_SCALE)
         in_place = _tol(target_to_obj, 0, 0.05, target_to_obj_init)
         tcp_opened = obs[3]
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         object_grasped = self._gripper_caging_reward(
             action,
             obj,
@@ -2723,7 +2826,7 @@ def _lean_pick_place_wall(meta_world: Any) -> Any:
         obj = obs[4:7]
         tcp_opened = obs[3]
         midpoint = np.array([target[0], 0.77, 0.25])
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         obj_to_midpoint = _fnorm((obj - midpoint) * _PICK_PLACE_WALL_SCALE)
         obj_to_midpoint_init = _fnorm((obj_init_pos - midpoint) * _PICK_PLACE_WALL_SCALE)
         obj_to_target = _dist(obj, target)
@@ -2775,7 +2878,7 @@ def _lean_stick_pull(meta_world: Any) -> Any:
         handle = obs[11:14]
         tcp_opened = obs[3]
         stick_init_pos = self.stick_init_pos
-        tcp_to_stick = _dist(stick, _tcp(self))
+        tcp_to_stick = _tcp_dist(stick, self)
         handle_to_target = _dist(handle, target)
         stick_to_container = _fnorm((stick - container) * _STICK_YZ_SCALE)
         stick_in_place_margin = _fnorm((stick_init_pos - container_init_pos) * _STICK_YZ_SCALE)
@@ -2834,7 +2937,7 @@ def _lean_shelf_place(meta_world: Any) -> Any:
         obj = obs[4:7]
         tcp_opened = obs[3]
         obj_to_target = _dist(obj, target)
-        tcp_to_obj = _dist(obj, _tcp(self))
+        tcp_to_obj = _tcp_dist(obj, self)
         in_place_margin = _ndist(obj_init_pos, target)
         in_place = _tol(obj_to_target, 0, radius, in_place_margin)
         object_grasped = self._gripper_caging_reward(

@@ -232,6 +232,66 @@ def test_lean_norms_are_numpys_bit_for_bit(monkeypatch, sequential):
         )
 
 
+@pytest.mark.parametrize("sequential", [True, False])
+def test_tcp_dist_is_numpys_bit_for_bit(monkeypatch, sequential):
+    """_tcp_dist(a, env) is np.linalg.norm(a - env.tcp_center) (and of tcp - a), as a float."""
+    if sequential and not fast._SEQUENTIAL_DOT:
+        pytest.skip("this machine's BLAS dot is not a plain sum; sim.fast keeps the dot")
+    monkeypatch.setattr(fast, "_SEQUENTIAL_DOT", sequential)
+    env = make_env("reach-v3")
+    env.reset(seed=0)
+    inner = env.unwrapped_metaworld
+    right, left = inner._fv.fingers  # views of data.site_xpos
+    rng = np.random.default_rng(8)
+    scale = np.exp(rng.uniform(-30, 30, (2000, 1)))
+    points = rng.normal(size=(2000, 3, 3)) * scale[:, :, None]
+    for a, r, f in points:
+        right[:], left[:] = r, f
+        tcp = inner.tcp_center
+        want = np.linalg.norm(a - tcp)
+        got = fast._tcp_dist(a, inner)
+        assert type(got) is float and _bits(got) == _bits(want), (a, r, f)
+        assert _bits(fast._tcp_dist(a, inner)) == _bits(np.linalg.norm(tcp - a))
+        a32 = a.astype(np.float32)  # not float64: through _dist and _tcp, numpy's promotion
+        assert _bits(fast._tcp_dist(a32, inner)) == _bits(float(np.linalg.norm(a32 - tcp)))
+
+
+@pytest.mark.parametrize("task", ALL_TASKS)
+def test_observation_from_floats_is_the_array_paths(task):
+    """_get_obs's float path (one object read as Python floats) gives the bits, dtype and
+    _prev_obs of the array path (_fill_curr_obs + concatenate), goal shown or hidden, and
+    with an orientation matrix scipy would orthogonalise."""
+    env = make_env(task)
+    env.reset(seed=2)
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+    inner = env.unwrapped_metaworld
+    v = inner._fv
+    if v.read_objects is None:
+        assert len(v.obj_parts) > 1 or v.obj_parts[0][0][0] == "dial", task
+        return
+    (_, (qkind, qarray, *qrest)), = v.obj_parts
+    cases = ["plain"] + (["non-orthogonal"] if qkind == "mat" else [])
+    for case in cases:
+        if case == "non-orthogonal":
+            qarray[qrest[0]] *= 1.01  # MuJoCo's next step rewrites it
+        for hidden in (False, True):
+            inner._partially_observable = hidden
+            prev = inner._prev_obs.copy()
+            got = inner._get_obs()
+            got_prev = inner._prev_obs
+            inner._prev_obs = prev.copy()
+            current = np.zeros(18)
+            inner._fill_curr_obs(current)
+            goal = np.zeros(3) if hidden else inner._get_pos_goal()
+            want = np.concatenate((current, prev, goal))
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (task, case)
+            assert got_prev.tobytes() == current.tobytes(), (task, case)
+            inner._prev_obs = prev
+    inner._partially_observable = False
+
+
 def test_rect_prism_is_reward_utils_bit_for_bit():
     rng = np.random.default_rng(5)
     zero, one = np.array([0.1, 0.2, 0.0]), np.array([-0.1, 0.5, 0.2])
