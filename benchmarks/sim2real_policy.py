@@ -103,8 +103,9 @@ def main() -> None:
     p.add_argument("--dr-latency", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rate-hz", type=float, default=400.0)
-    p.add_argument("--workspace", action="store_true",
-                   help="keep the safety layer's workspace check on the twin")
+    p.add_argument("--no-workspace", dest="workspace", action="store_false",
+                   help="turn the safety layer's workspace check off on the twin (before its "
+                        "lead bound, it froze an arm of gain < 1: push-v3 at gain 0.6 0/10)")
     p.add_argument("--work", default="runs/bench_sim2real")
     args = p.parse_args()
 
@@ -117,6 +118,8 @@ def main() -> None:
         gap_d[k] = int(v) if k == "action_latency" else float(v)
     gap = sim.TaskParams(**gap_d)
     gap_name = args.name or "_".join(f"{k}{v:g}" for k, v in gap_d.items())
+    if not args.workspace:
+        gap_name += "_noworkspace"
     work = Path(args.work) / gap_name
     work.mkdir(parents=True, exist_ok=True)
     suite_tasks = list(sim.get_suite(args.suite).train_tasks)
@@ -142,9 +145,8 @@ def main() -> None:
            # a simulated twin on a shared 2-core box: a policy step can outlast the 0.1 s default;
            # the twin steps as fast as the loop asks (rate_hz), not at 80 Hz wall clock
            "safety.watchdog_timeout_s=2.0", f"rate_hz={args.rate_hz}",
-           # the workspace check dead-reckons the commanded target at 1 cm per unit action (an
-           # upper bound by design): under a gain below 1 it drifts ahead of the arm and freezes
-           # it (push-v3, gain 0.6: workspace cuts on 91 % of steps, 0/10 successes)
+           # the workspace check is on by default (its lead bound keeps an arm of gain < 1 from
+           # freezing short of the box's edge); --no-workspace for the runs made before it
            *(["safety.workspace=false"] if not args.workspace else []),
            f"cycles={args.cycles}", f"episodes_per_task={args.episodes_per_task}",
            f"demos_per_task={args.demos_per_task}", f"train_steps={args.train_steps}",
@@ -193,6 +195,9 @@ def main() -> None:
              f"- Machine: {machine()}",
              f"- Command: `python benchmarks/sim2real_policy.py {' '.join(sys.argv[1:])}`",
              f"- π_0: `{args.checkpoint}` ({args.suite}); twin gap {gap_d} (hidden from the loop)",
+             f"- Safety layer on the twin: workspace check "
+             f"{'on (calibrated per cycle: fitted gain, lead bound 4 steps + fitted latency)' if args.workspace else 'off'}, "
+             "watchdog 2 s, max_delta 0.5",
              f"- Tasks the gap hurts (probe of π_0, seed {PROBE_SEED}, {args.probe_episodes} "
              f"goals): {', '.join(f'{t} (−{drop[t]:.2f})' for t in tasks)}",
              f"- Budget per arm: {args.cycles} rounds × ({args.demos_per_task} demos/task on "
@@ -226,8 +231,8 @@ def main() -> None:
               f"{'met' if nomL >= nom0 - 0.02 else 'missed'}", "",
               "The loop, cycle by cycle (robot = the twin; fits of the deployed tasks; "
               "seconds by step):", "",
-              "| cycle | robot success | real episodes | fitted gain / latency / σ_act by task "
-              "| seconds by step |", "|---|---|---|---|---|"]
+              "| cycle | robot success | real episodes | safety interventions | fitted gain / "
+              "latency / σ_act by task | seconds by step |", "|---|---|---|---|---|---|"]
     for c in loop_state["cycles"]:
         fits = "; ".join(
             f"{t} {f.get('actuator_gain_scale', float('nan')):.2f} / "
@@ -235,9 +240,9 @@ def main() -> None:
             for t, f in c["fits"].items()) or "—"
         secs = ", ".join(f"{k} {v:.0f}" for k, v in c["seconds_by_step"].items())
         rs = c["robot_success"]
-        lines.append(f"| {c['cycle']} | {rs:.3f} | {c['cumulative_real_episodes']} | {fits} | "
-                     f"{secs} |" if rs is not None else f"| {c['cycle']} | — | — | {fits} | "
-                     f"{secs} |")
+        lines.append(f"| {c['cycle']} | {rs:.3f} | {c['cumulative_real_episodes']} | "
+                     f"{c['interventions']} | {fits} | {secs} |" if rs is not None
+                     else f"| {c['cycle']} | — | — | — | {fits} | {secs} |")
     lines += ["", "Wall time (s, 2 shared cores): " + ", ".join(f"{k} {v:.0f}"
                                                              for k, v in times.items())]
     path = RESULTS / f"sim2real_policy_{gap_name}.md"
