@@ -195,9 +195,9 @@ def main() -> None:
              f"- Machine: {machine()}",
              f"- Command: `python benchmarks/sim2real_policy.py {' '.join(sys.argv[1:])}`",
              f"- π_0: `{args.checkpoint}` ({args.suite}); twin gap {gap_d} (hidden from the loop)",
-             f"- Safety layer on the twin: workspace check "
-             f"{'on (calibrated per cycle: fitted gain, lead bound 4 steps + fitted latency)' if args.workspace else 'off'}, "
-             "watchdog 2 s, max_delta 0.5",
+             "- Safety layer on the twin: workspace check "
+             + ("on (calibrated per cycle: fitted gain, lead bound 4 steps + fitted latency)"
+                if args.workspace else "off") + ", watchdog 2 s, max_delta 0.5",
              f"- Tasks the gap hurts (probe of π_0, seed {PROBE_SEED}, {args.probe_episodes} "
              f"goals): {', '.join(f'{t} (−{drop[t]:.2f})' for t in tasks)}",
              f"- Budget per arm: {args.cycles} rounds × ({args.demos_per_task} demos/task on "

@@ -668,8 +668,9 @@ class SafeRobot(Robot):
         is heading. A real or simulated arm lags its target (Meta-World's hand trails its mocap
         by ~3 cm at full speed), so the measured estimate alone would let the target, and then
         the arm, overshoot the box; the target alone would drift when the real gain is below
-        ``position_scale``, hence its lead bound (see the module docstring). Each axis gets the intersection of both allowed intervals, each
-        widened to include 0 (hold, or move back towards the box, is always allowed).
+        ``position_scale``, hence its lead bound (see the module docstring). Each axis gets the
+        intersection of both allowed intervals, each widened to include 0 (hold, or move back
+        towards the box, is always allowed).
         """
         cfg = self.config
         if self._ee_measured is None:
