@@ -338,6 +338,8 @@ class SafeRobot(Robot):
         self._ee_measured: np.ndarray | None = None
         self._ee_target: np.ndarray | None = None
         self._lead = np.zeros(len(config.motion_dims))  # the lag model of the lead bound
+        n_lag = config.tracking_lag_steps
+        self._lead_keep = None if n_lag is None else 1.0 - 1.0 / n_lag  # its per-step decay
         self._steps = 0
         self._tripped = False
         self._deadline: float | None = None
@@ -462,9 +464,8 @@ class SafeRobot(Robot):
                     self._ee_measured = self._ee_measured + step
                 if self._ee_target is not None:
                     self._ee_target = self._ee_target + step
-                if self.config.tracking_lag_steps is not None:
-                    keep = 1.0 - 1.0 / self.config.tracking_lag_steps
-                    self._lead = keep * self._lead + np.abs(step)
+                if self._lead_keep is not None:
+                    self._lead = self._lead_keep * self._lead + np.abs(step)
             self._steps += 1
             return np.asarray(sent)
 

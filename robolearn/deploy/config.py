@@ -43,12 +43,8 @@ class SafetyOptions:
     max_delta: float = 0.5  # max change of any action entry per step
     watchdog_timeout_s: float = 0.1  # stop the robot when no valid command arrives for this long
     workspace: bool = True  # keep the end effector in Meta-World's hand box
-    # lead bound of the workspace check's commanded-target estimate: the arm's tracking lag +
-    # its action latency, control steps; 0: unbounded (an arm of gain < 1 freezes short of the box)
-    tracking_lag_steps: float = 4.0
-    # the arm's motion per unit action relative to Meta-World's 1 cm (its actuator gain), as the
-    # workspace check assumes it; `robolearn curriculum` sets the gain its previous cycle fitted
-    gain: float = 1.0
+    tracking_lag_steps: float = 4.0  # workspace lead bound: arm's tracking lag + latency, steps (0: none)
+    gain: float = 1.0  # the arm's motion per unit action vs Meta-World's 1 cm, as the check assumes
 
 
 @dataclass
