@@ -194,7 +194,7 @@ def main() -> None:
              f"- Machine: {machine()}; load average at start {load0[0]:.2f}",
              f"- Command: `python benchmarks/curriculum_mt50.py {' '.join(sys.argv[1:])}`".rstrip(),
              "- Arms (one `robolearn pipeline` run each, one training seed):"]
-    lines += [f"  - {a['arm']}: `robolearn {a['cmd']}`" for a in arms]
+    lines += [f"  - {a['arm']}: `{a['cmd']}`" for a in arms]
     ep = base["report"]["episodes_per_task"]
     lines += [f"- Evaluation: {ep} held-out goals per task, goal seeds "
               f"`episode_seed({base['report']['eval_seed']}, task, i)`, the same for every arm. "
@@ -220,8 +220,7 @@ def main() -> None:
             f"{np.mean([a['per_task'][t] for t in weakest]):.3f} | "
             f"{', '.join(worse) if a is not base else '—'}{' none' if a is not base and not worse else ''} | "
             f"{b.get('demo_episodes', '')} | {b.get('relabelled_episodes', '')} | "
-            f"{b.get('train_steps', '')} | {b.get('probe_episodes', '')} | {a['wall_s'] / 60:.1f} min "
-            f"(pipeline {wall / 60:.1f}) | "
+            f"{b.get('train_steps', '')} | {b.get('probe_episodes', '')} | {wall / 60:.1f} min | "
             + (f"{a['overhead_ms']:.2f} ms" if "overhead_ms" in a else "—") + " |")
     lines += ["", f"Weakest five of the baseline ({base['arm']}): "
               + ", ".join(t.removesuffix("-v3") for t in weakest) + ".", "",
