@@ -51,15 +51,14 @@ def arm_overrides(arm: str) -> list[str]:
 def run_arm(args: argparse.Namespace, arm: str) -> dict:
     name = arm.replace("+", "_")
     run_dir = Path(args.workdir) / name
-    cmd = [sys.executable, "-m", "robolearn", "pipeline",
-           *(["--preset", args.preset] if args.preset != "none" else []),
-           *([f"collect.suite={args.suite}"] if args.suite else []),
+    prefix = [sys.executable, "-m", "robolearn", "pipeline",
+              *(["--preset", args.preset] if args.preset != "none" else [])]
+    cmd = [*prefix, *([f"collect.suite={args.suite}"] if args.suite else []),
            *arm_overrides(arm), f"train.out={args.runs}/{name}", f"run_dir={run_dir}", *args.extra]
     t0 = time.perf_counter()
     if (run_dir / "summary.json").exists():  # a finished arm: reported as it ran
         overrides = (run_dir / "overrides.yaml").read_text().splitlines()
-        cmd = cmd[:4] + cmd[4:4 + (2 if args.preset != "none" else 0)] + [
-            o.removeprefix("- ") for o in overrides]
+        cmd = [*prefix, *(o.removeprefix("- ") for o in overrides)]
         print(f"reusing the finished arm in {run_dir} (delete it to re-run)", flush=True)
     else:
         print("$", " ".join(cmd), flush=True)
@@ -84,23 +83,14 @@ def episodes_by_task(report: dict) -> dict[str, np.ndarray]:
     return {t: np.asarray(v) for t, v in out.items()}
 
 
-def iqm(x: np.ndarray) -> float:
-    x = np.sort(np.asarray(x, dtype=np.float64).ravel())
-    cut = int(0.25 * x.size)
-    return float(np.mean(x[cut: x.size - cut]))
+def bootstrap(eps: dict[str, np.ndarray], tasks: list[str]) -> dict[str, tuple[float, float]]:
+    """95 % CIs of the mean and IQM over tasks, resampling episodes within each task: the
+    evaluator's stratified bootstrap on the (episodes, tasks) matrix."""
+    from robolearn.evaluate.stats import bootstrap_ci, iqm
 
-
-def bootstrap(eps: dict[str, np.ndarray], tasks: list[str], reps: int = 2000,
-              seed: int = 0) -> dict[str, tuple[float, float]]:
-    """95 % CIs of the mean and IQM over tasks, resampling episodes within each task."""
-    rng = np.random.default_rng(seed)
-    means, iqms = [], []
-    for _ in range(reps):
-        per = np.array([rng.choice(eps[t], eps[t].size).mean() for t in tasks])
-        means.append(per.mean())
-        iqms.append(iqm(per))
-    q = lambda v: tuple(float(x) for x in np.percentile(v, [2.5, 97.5]))  # noqa: E731
-    return {"mean": q(means), "iqm": q(iqms)}
+    m = np.stack([eps[t] for t in tasks], axis=1)
+    return {"mean": bootstrap_ci(m, lambda r: float(r.mean())),
+            "iqm": bootstrap_ci(m, lambda r: iqm(r.mean(axis=0)))}
 
 
 def sampler_overhead_ms(state: dict, tasks: list[str]) -> float:
@@ -164,6 +154,7 @@ def main() -> None:
     p.add_argument("--out", default="", help="results file (benchmarks/results/curriculum_<tag>.md)")
     p.add_argument("extra", nargs="*", help="further `robolearn pipeline` overrides (every arm)")
     args = p.parse_args()
+    from robolearn.evaluate import stats
     # tag: the suite (or the preset) in lower case, e.g. mt50, mt10
     tag = "".join(c if c.isalnum() else "_" for c in (args.suite or args.preset).lower())
     args.workdir = args.workdir or f"outputs/curriculum_{tag}"
@@ -181,7 +172,7 @@ def main() -> None:
         a["eps"] = eps
         a["per_task"] = {t: float(eps[t].mean()) for t in tasks}
         per = np.array([a["per_task"][t] for t in tasks])
-        a["mean"], a["iqm"] = float(per.mean()), iqm(per)
+        a["mean"], a["iqm"] = float(per.mean()), stats.iqm(per)
         a["ci"] = bootstrap(eps, tasks)
         a["n"] = {t: eps[t].size for t in tasks}
         if a["state"] is not None:
