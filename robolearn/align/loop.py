@@ -351,7 +351,8 @@ def evaluate_iteration(cfg: AlignConfig, checkpoint: Path, suite: Any) -> dict[s
             result = evaluate_agent(agent, suite, episodes_per_task=cfg.eval_episodes,
                                     seed=cfg.eval_seed, num_envs=min(10, cfg.eval_episodes),
                                     physics=FixedPhysics(params), record_steps=name == "nominal",
-                                    fast=cfg.fast, pool=pool, progress=True)
+                                    contacts=cfg.contacts, fast=cfg.fast, pool=pool,
+                                    progress=True)
             out[name] = {"success": result.mean_success,
                          "success_by_task": result.success_by_task}
             if name == "nominal":

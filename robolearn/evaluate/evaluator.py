@@ -211,6 +211,7 @@ def evaluate_agent(
     videos_per_task: int = 1,
     video_size: int = 224,
     record_steps: bool = False,
+    contacts: bool = False,
     fast: bool = True,
     progress: bool = True,
     pool: Any = None,
@@ -234,6 +235,8 @@ def evaluate_agent(
         video_size: Video width and height in pixels (rendering is slow without a GPU).
         record_steps: Keep every rollout's per-step record (``EvalResult.trajectories``, e.g.
             to store them with ``source=policy``).
+        contacts: With ``record_steps``, also record the robot's contacts per step
+            (``contact_count``, ``contact_force``: what the ``safe`` alignment preset lowers).
         fast: Step with sim's fast path (identical results) or Meta-World's own (``False``).
         progress: Show a tqdm bar over episodes.
         pool: A :class:`robolearn.rollout.RolloutPool` whose actors run the batches (each
@@ -288,7 +291,7 @@ def evaluate_agent(
     options = RolloutOptions(horizon=horizon, stop_on_success=True,
                              record="steps" if record_steps else "summary",
                              goal_observable=suite.goal_observable, video_size=video_size,
-                             fast=fast)
+                             contacts=contacts and record_steps, fast=fast)
     # The units of work: lock-step batches of `batch` episodes of one task, in a fixed order.
     units = [(task, specs[task][start:start + batch])
              for task in tasks for start in range(0, episodes_per_task, batch)]

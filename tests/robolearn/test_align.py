@@ -103,6 +103,9 @@ def test_one_align_iteration_end_to_end_then_kill_9_and_resume(tmp_path):
     policy = robolearn.load_policy(out)
     assert policy.act(np.zeros(39, np.float32), task=TASK).shape == (4,)
     assert (out / "align.png").exists()
+    # the held-out evaluation measures what the safe preset lowers (contacts recorded)
+    nominal = rec["eval"]["nominal"]
+    assert nominal["contact_steps"] is not None and nominal["peak_force"] is not None
 
     # the same command, killed at random moments, then run to the end: the same record
     out2 = tmp_path / "killed"
