@@ -48,8 +48,16 @@ def _assert_same_store(a_path, b_path):
 
 
 def _worker_pids():
-    return [p.pid for p in psutil.process_iter(["cmdline"])
-            if any("RolloutWorker" in part for part in (p.info["cmdline"] or []))]
+    # only this test's own cluster (the local Ray started by this process): another Ray job on
+    # the machine has RolloutWorker processes too, and killing one of those proves nothing
+    pids = []
+    for p in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if any("RolloutWorker" in part for part in p.cmdline()):
+                pids.append(p.pid)
+        except psutil.Error:  # gone (or a zombie) since the listing
+            pass
+    return pids
 
 
 def test_ray_collection_equals_the_single_process_one(ray_local, tmp_path):
