@@ -1719,12 +1719,12 @@ def fit_sysid(
             # weighs the objects' motion, and a physics that misplaces the arm would have
             # the action noise absorb the mismatch (handle-press-v3, 5 episodes: the hand
             # log-likelihood fell by 89 and the noise std came out 4x the truth).
-            per_step = refit.loglik / max(refit.steps_used, 1)
-            if per_step >= hand.loglik / max(hand.steps_used, 1):
+            kept = (refit.loglik / max(refit.steps_used, 1)
+                    >= hand.loglik / max(hand.steps_used, 1))
+            diag["hand_refit"]["kept"] = kept
+            if kept:
                 hand = refit
-                diag["hand_refit"]["kept"] = True
             else:
-                diag["hand_refit"]["kept"] = False
                 logger.info("%s: the hand fit under the replay's physics explains the hand "
                             "worse (log-likelihood %.1f vs %.1f); the first hand fit is kept",
                             task, refit.loglik, hand.loglik)
