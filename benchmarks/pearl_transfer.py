@@ -13,10 +13,12 @@ check, the rest carried to the target by `robolearn.align.pearl.transfer` (the c
 code). Transferred labels are scored against the scripted teacher on the target (its true
 returns): over every target pair that got a label, over the most confident half (ties in a
 seeded random order), and flipped (1 − accuracy: the reflection GW cannot rule out). Variants:
-the command's default (distances on the per-step observations, exact GW, orientation auto),
-[obs, action] features, fused GW (success / length / progress, weight 0.1), and entropic GW
-(ε = 0.01, concentration checked). "anchor only" ranks target trajectories by the
-task-agnostic success + progress alone, without any transfer.
+exact GW on distances of the per-step observations, the same on [obs, action], fused GW
+(observations + success / length / progress, weight 0.1; the command's default since the
+held-out pairs of results/pearl_transfer_heldout.md), and entropic GW (ε = 0.01, concentration
+checked); all with the orientation check (auto). The variant equal to `TransferConfig()` is
+marked "(default)". "anchor only" ranks target trajectories by the task-agnostic success +
+progress alone, without any transfer.
 
 Part 2 — reward quality. Reward models fitted on the transferred labels (default transfer) with
 clean and with 20% flipped source labels: PEARL's Gaussian RRL vs plain point Bradley–Terry;
@@ -24,6 +26,12 @@ Spearman correlation of the learned return with the true return on the target po
 
     python benchmarks/pearl_transfer.py                  # writes results/pearl_transfer.md
     python benchmarks/pearl_transfer.py --size 60 --seeds 1 --pairs window-open-v3:window-close-v3
+    # pairs never used to choose a default (results/pearl_transfer_heldout.md):
+    python benchmarks/pearl_transfer.py --data data/pearl_heldout --name pearl_transfer_heldout \
+        --pairs faucet-open-v3:faucet-close-v3 plate-slide-v3:plate-slide-back-v3 \
+                coffee-push-v3:coffee-pull-v3 window-close-v3:window-open-v3 \
+                button-press-v3:push-v3 drawer-open-v3:reach-v3 \
+        --controls button-press-v3:push-v3 drawer-open-v3:reach-v3
 """
 
 from __future__ import annotations
@@ -47,12 +55,12 @@ from _machine import write_result  # noqa: E402
 PAIRS = ["window-open-v3:window-close-v3", "drawer-open-v3:drawer-close-v3",
          "button-press-topdown-v3:button-press-v3", "door-open-v3:door-close-v3",
          "reach-v3:push-v3"]
-CONTROL = "reach-v3:push-v3"
-VARIANTS = {
-    "default: obs, exact": {},
+CONTROLS = ["reach-v3:push-v3"]
+VARIANTS = {  # the one equal to TransferConfig()'s defaults is marked "(default)"
+    "obs, exact": {"features": "obs"},
     "[obs, action], exact": {"features": "obs_action"},
-    "obs, fused (w=0.1)": {"fused": True},
-    "obs, entropic (ε=0.01)": {"solver": "entropic", "epsilon": 0.01},
+    "obs, fused (w=0.1)": {"features": "obs", "fused": True},
+    "obs, entropic (ε=0.01)": {"features": "obs", "solver": "entropic", "epsilon": 0.01},
 }
 
 
@@ -117,6 +125,9 @@ def main() -> None:
     ap.add_argument("--policy-steps", type=int, default=1500)
     ap.add_argument("--no-checkpoints", action="store_true")
     ap.add_argument("--no-reward", action="store_true")
+    ap.add_argument("--controls", nargs="*", default=CONTROLS,
+                    help="the dissimilar pairs among --pairs (target ≈ 0.5)")
+    ap.add_argument("--name", default="pearl_transfer", help="results/<name>.md")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     import torch
@@ -170,10 +181,13 @@ def main() -> None:
               "| source → target | variant | accuracy | confident half | flipped | "
               "pairs labelled | orientation flips | GW s |", "|---|---|---|---|---|---|---|---|"]
     summary_rows = []
+    by_variant: dict[str, list[tuple[str, float]]] = {}
     for s, t in pairs:
         src, tgt = loaded[s], loaded[t]
         for name, kw in VARIANTS.items():
             gcfg = TransferConfig(**kw)
+            is_default = gcfg == TransferConfig()
+            name = name + (" (default)" if is_default else "")
             dist = pool_distances(src, tgt, gcfg)
             acc, half, flip, n, flips, secs = [], [], [], [], 0, []
             for seed in range(args.seeds):
@@ -203,7 +217,8 @@ def main() -> None:
             lines.append(f"| {s} → {t} | {name} | {cell(ok)} | {cell(half)} | "
                          f"{np.mean(flip):.3f} | {int(np.mean(n))} | {flips}/{len(ok)} | "
                          f"{np.mean(secs):.2f} |")
-            if name.startswith("default"):
+            by_variant.setdefault(name, []).append((f"{s}:{t}", float(np.mean(ok))))
+            if is_default:
                 summary_rows.append((s, t, np.mean(ok), np.mean(half), np.mean(flip)))
             print(lines[-1], flush=True)
         truth = true_preferences(tgt)
@@ -220,10 +235,10 @@ def main() -> None:
               "| source → target | kind | accuracy | confident half | flipped |",
               "|---|---|---|---|---|"]
     for s, t, a, h, f in summary_rows:
-        kind = "control" if f"{s}:{t}" == CONTROL else "similar"
+        kind = "control" if f"{s}:{t}" in args.controls else "similar"
         lines.append(f"| {s} → {t} | {kind} | {a:.3f} | {h:.3f} | {f:.3f} |")
-    similar = [(s, t, a) for s, t, a, _, _ in summary_rows if f"{s}:{t}" != CONTROL]
-    control = [(s, t, a) for s, t, a, _, _ in summary_rows if f"{s}:{t}" == CONTROL]
+    similar = [(s, t, a) for s, t, a, _, _ in summary_rows if f"{s}:{t}" not in args.controls]
+    control = [(s, t, a) for s, t, a, _, _ in summary_rows if f"{s}:{t}" in args.controls]
     missed = [f"{s} → {t} ({a:.3f})" for s, t, a in similar if a < 0.75]
     lines += ["", "Targets (default transfer, mean over seeds):", "",
               f"- similar pairs ≥ 0.75: {len(similar) - len(missed)}/{len(similar)} met"
@@ -232,6 +247,18 @@ def main() -> None:
         near = abs(a - 0.5) <= 0.05
         lines.append(f"- control {s} → {t} ≈ 0.5 (within 0.05): {'met' if near else 'MISSED'} "
                      f"({a:.3f})")
+
+    lines += ["", "Per variant, over these pairs (similar: mean accuracy, pairs ≥ 0.75; control: "
+              "mean distance of the accuracy from 0.5):", "",
+              "| variant | similar mean | similar ≥ 0.75 | control mean | control: distance from 0.5 |",
+              "|---|---|---|---|---|"]
+    for name, rows in by_variant.items():
+        sim_a = [a for p, a in rows if p not in args.controls]
+        ctl_a = [a for p, a in rows if p in args.controls]
+        lines.append(f"| {name} | {np.mean(sim_a) if sim_a else float('nan'):.3f} | "
+                     f"{sum(a >= 0.75 for a in sim_a)}/{len(sim_a)} | "
+                     f"{np.mean(ctl_a) if ctl_a else float('nan'):.3f} | "
+                     f"{np.mean([abs(a - 0.5) for a in ctl_a]) if ctl_a else float('nan'):.3f} |")
 
     # Part 2
     if not args.no_reward:
@@ -277,7 +304,7 @@ def main() -> None:
     lines += ["", f"Total {time.perf_counter() - t_all:.0f} s; load average after: {load()}.",
               "GW time and memory vs pool size (n = 100…2000): `benchmarks/results/gw_cost.md`."]
     cmd = "python benchmarks/pearl_transfer.py " + " ".join(sys.argv[1:])
-    write_result("pearl_transfer", "PEARL: cross-task label transfer and reward quality",
+    write_result(args.name, "PEARL: cross-task label transfer and reward quality",
                  "\n".join(lines), cmd.strip())
 
 

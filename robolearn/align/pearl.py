@@ -11,8 +11,9 @@ trajectories; the loop carries the labels across and improves a target-task poli
    :mod:`robolearn.align.labels`); stored in ``<out>/labels/source.json`` with their digest;
 3. **transfer (CPA)** — intra-task distance matrices C^S, C^T (``gw.distance`` on the
    normalised per-step observations, or [obs, action]), the Gromov–Wasserstein coupling T
-   (POT; exact by default, entropic only with its concentration checked, fused GW with the
-   task-agnostic features success / length / progress as an option), labels carried along it
+   (POT; exact, entropic only with its concentration checked; fused by default with a small
+   term on the task-agnostic features success / length / progress, ``gw.fused=false`` for plain
+   GW: benchmarks/results/pearl_transfer_heldout.md), labels carried along it
    normalised per target pair, z_T = Tᵀ(M∘Z)T / TᵀMT, with a confidence each; an orientation
    check on held-out source labels catches (and with ``gw.orientation=auto`` undoes) a
    good↔bad reflection. The transferred pairs go to ``<out>/labels/target.json``;

@@ -102,7 +102,7 @@ class TransferConfig:
     length: int = 64  # points per trajectory for resample / dtw
     solver: str = "exact"  # exact (default) | entropic (refused when its plan is near-uniform)
     epsilon: float = 0.01  # entropic regularisation (on matrices scaled to mean 1)
-    fused: bool = False  # fused GW with a small task-agnostic feature term (success, length, progress)
+    fused: bool = True  # fused GW: + a small task-agnostic term (success, length, progress); results/pearl_transfer_heldout.md
     feature_weight: float = 0.1  # fused: the feature term's weight 1 - alpha
     min_concentration: float = 0.3  # plans closer to uniform than this transfer nothing
     orientation: str = "auto"  # auto: check and undo a reflection | check: report only | off
