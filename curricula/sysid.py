@@ -132,6 +132,7 @@ _SIGMA_A_GRID = np.geomspace(1e-3, 1.0, 31)
 _OBJECT_Q_GRID = np.geomspace(1e-10, 1e-3, 22)
 _CHAOS_PROBES = 4  # replays from starts moved by 0.1 mm, to measure the likelihood's chaos
 _BOOTSTRAP = 200  # resamples of the episodes in the replay fit's covariance
+_DAMPING_EXTEND = 4  # grid steps the hand fit's damping screen may go beyond the prior's ends
 
 
 # --------------------------------------------------------------------------------------------
@@ -1034,6 +1035,21 @@ def fit_hand(
         _, lls, _ = screen_twice(d)
         damping_profile[d] = max(lls.values())
     damping = max(damps, key=lambda d: damping_profile[d])
+    # A best candidate at an end of the grid says the damping may lie beyond it (a prior too
+    # narrow for the robot: a twin at 3x behind a prior box of [0.5, 2] put the screen at 2 and
+    # the rest of the fit compensated with gain 1.8, latency 5, action noise 1.0). Step on in
+    # the grid's spacing, within the field's limits, while the profile still improves.
+    d_lo, d_hi = LIMITS["joint_damping_scale"]
+    for _ in range(_DAMPING_EXTEND if len(damps) >= 2 else 0):
+        if damping == damps[-1] and damps[-1] * damps[-1] / damps[-2] <= d_hi:
+            new = damps[-1] * damps[-1] / damps[-2]
+        elif damping == damps[0] and damps[0] * damps[0] / damps[1] >= d_lo:
+            new = damps[0] * damps[0] / damps[1]
+        else:
+            break
+        damping_profile[new] = max(screen_twice(new)[1].values())
+        damps = sorted(damps + [new])
+        damping = max(damps, key=lambda d: damping_profile[d])
     i = damps.index(damping)
     if len(damps) >= 3:
         # Golden-section search in log damping between the best grid point's neighbours.
@@ -1749,6 +1765,23 @@ def fit_sysid(
         diag["hand"]["damping_note"] = (
             "the hand fit screened joint damping (how the arm settles after the reset) but the "
             "replay fit did not run: damping keeps its prior")
+    # An identified value outside the prior's ±2σ: the prior may be too narrow for this robot
+    # (the next version mixes the fit in, but a narrow prior also limits the screens above).
+    outside = {}
+    for n, e in estimates.items():
+        if (n in priors and e.identified and _varies(priors[n], n)
+                and not _prior_contains(priors[n], n, float(e.value), 2.0)):
+            lo, hi = _prior_interval(priors[n], n)
+            outside[n] = [lo, hi]
+            estimates[n] = dataclasses.replace(e, note=(f"{e.note}; " if e.note else "") + (
+                f"outside the prior's [{lo:.4g}, {hi:.4g}]: the data put it there; a prior that "
+                "narrow may not suit this robot (widen it)"))
+    if outside:
+        diag["outside_prior"] = outside
+        logger.warning("%s: %s fitted outside the prior (%s); the prior may be too narrow for "
+                       "this robot", task, ", ".join(outside), "; ".join(
+                           f"{n} {estimates[n].value:.4g} vs [{lo:.4g}, {hi:.4g}]"
+                           for n, (lo, hi) in outside.items()))
     diag["seconds"] = round(time.perf_counter() - t_start, 3)
     diag["episodes_used"] = len(used)
     estimates = {n: estimates[n] for n in FIELDS if n in estimates}

@@ -333,7 +333,7 @@ def _ingest(cfg: Sim2RealConfig, cdir: Path, tasks: list[str], k: int, prev_path
 def _estimate_row(est: Any, fit: Any, name: str) -> dict[str, Any]:
     lo, hi = fit.interval(name)
     return {"value": est.value, "low": lo, "high": hi, "identified": est.identified,
-            "log_std": est.log_std}
+            "log_std": est.log_std, **({"note": est.note} if est.note else {})}
 
 
 # ----------------------------------------------------------------------------- 4. retrain
@@ -431,6 +431,9 @@ def _write_report(cfg: Sim2RealConfig, state: LoopState, k: int, cdir: Path) -> 
                          f"{'-' if p is None else _num(p)} |")
         for n, (lo, hi) in fit.get("prior_kept", {}).items():
             lines.append(f"| {n} | not fitted | [{_num(lo)}, {_num(hi)}] | no (prior kept) | - |")
+        notes = [f"- {n}: {e['note']}" for n, e in fit["estimates"].items()
+                 if "outside the prior" in e.get("note", "")]
+        lines += ["", *notes] if notes else []
     _dump(cdir / "report.json", report)
     (cdir / "report.md").write_text("\n".join(lines) + "\n")
 
