@@ -57,10 +57,11 @@ PAIRS = ["window-open-v3:window-close-v3", "drawer-open-v3:drawer-close-v3",
          "reach-v3:push-v3"]
 CONTROLS = ["reach-v3:push-v3"]
 VARIANTS = {  # the one equal to TransferConfig()'s defaults is marked "(default)"
-    "obs, exact": {"features": "obs"},
-    "[obs, action], exact": {"features": "obs_action"},
-    "obs, fused (w=0.1)": {"features": "obs", "fused": True},
-    "obs, entropic (ε=0.01)": {"features": "obs", "solver": "entropic", "epsilon": 0.01},
+    "obs, exact": {"features": "obs", "fused": False},
+    "[obs, action], exact": {"features": "obs_action", "fused": False},
+    "obs, fused (w=0.1)": {"features": "obs", "fused": True, "feature_weight": 0.1},
+    "obs, entropic (ε=0.01)": {"features": "obs", "fused": False, "solver": "entropic",
+                               "epsilon": 0.01},
 }
 
 
@@ -146,6 +147,10 @@ def main() -> None:
     from robolearn.align.pearl_config import PoolConfig, RewardConfig, TeacherConfig, TransferConfig
     from robolearn.align.pools import load_pool
 
+    defaults = [n for n, kw in VARIANTS.items() if TransferConfig(**kw) == TransferConfig()]
+    if len(defaults) > 1:
+        raise SystemExit(f"variants {defaults} are all TransferConfig()'s defaults: make them "
+                         "explicit")
     t_all = time.perf_counter()
     load_before = load()
     data = Path(args.data)
