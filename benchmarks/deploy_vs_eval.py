@@ -5,6 +5,7 @@ For each task, `robolearn deploy` runs the checkpoint on `TwinRobot` through the
 same goal seeds the evaluator uses; the success rates should agree within noise.
 
     python benchmarks/deploy_vs_eval.py --checkpoint runs/mt10_flow_matching --episodes 20
+    python benchmarks/deploy_vs_eval.py --checkpoint runs/align_mt10 --name deploy_vs_eval_aligned
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--tasks", default="reach-v3,push-v3,pick-place-v3,peg-insert-side-v3")
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument("--name", default="deploy_vs_eval", help="results/<name>.md")
     args = ap.parse_args()
     from robolearn.cli import compose
     from robolearn.deploy import run_deploy
@@ -77,7 +79,7 @@ def main() -> None:
             f"\n\nMean: evaluate {ma:.3f}, deploy {mb:.3f} (relaxed safety: max_delta 2, no "
             f"workspace box: {mr:.3f}). Every task within 2·SE (default safety): "
             f"{'yes' if within else 'NO'}.")
-    write_result("deploy_vs_eval", "Deployment through the twin vs the evaluation suite", body,
+    write_result(args.name, "Deployment through the twin vs the evaluation suite", body,
                  "python benchmarks/deploy_vs_eval.py " + " ".join(sys.argv[1:]))
 
 
