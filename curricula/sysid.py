@@ -29,8 +29,9 @@ How each field is identified:
   ``gain · action_scale · noise``, the hand follows through the arm's step response
   :func:`hand_kernel`), whose exact likelihood a Kalman filter gives (:func:`hand_filter`).
 
-  * damping: screened on a grid over the prior, refined by golden-section search (it only
-    sets how the replay settles; the replay fit below estimates it with friction and mass);
+  * damping: screened on a grid over the prior's ±2σ, carried on past an end of it while the
+    likelihood still improves (a robot outside the prior), refined by golden-section search (it
+    only sets how the replay settles; the replay fit below estimates it with friction and mass);
   * latency: the replayed hand motion is cross-correlated with the observed one — the replay at
     latency 0 shifted by ``k`` screens ``k`` over the prior's range — and exact replays of the
     best candidates and their neighbours decide (profile likelihood; posterior weights);
@@ -936,8 +937,10 @@ def fit_hand(
     0. Episodes whose hand starts away from the others' (the reset pressed it against the
        layout) are left out, and each episode is cut at its first contact
        (:func:`contact_free_length`).
-    1. Damping (with ``dampings``): each candidate is screened as in 2; golden-section search
-       in log damping between the best one's neighbours; the hand is replayed under the best.
+    1. Damping (with ``dampings``): each candidate is screened as in 2; while the best is an
+       end of the grid, the grid goes on in its own spacing (up to 4 steps, within the field's
+       limits); golden-section search in log damping between the best one's neighbours; the
+       hand is replayed under the best.
     2. Screen every latency: the replay at latency 0 shifted by ``k`` steps stands in for the
        replay at latency ``k``, with the gain profiled out in closed form; twice, the second
        time replayed at the gain the first found.
