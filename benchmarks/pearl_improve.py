@@ -13,8 +13,9 @@ per-episode weights:
 
 Success on `--episodes` held-out goals (seed 1000, horizon 500) per seed (`--seeds`: labels,
 reward models and policies; the pools are shared), bootstrap 95% CI over episodes; the verdict
-is on the mean over seeds with the CI over every seed's episodes. Targets: transferred within 10 points of the oracle, and above no-label BC by more
-than the CI (the two intervals do not overlap).
+is on the mean over seeds with the CI over every seed's episodes. Targets: transferred within
+10 points of the oracle, and above no-label BC by more than the CI (the two intervals do not
+overlap).
 
     python benchmarks/pearl_improve.py                        # push-v3 → push-wall-v3
     python benchmarks/pearl_improve.py --source window-open-v3 --target window-close-v3
@@ -34,6 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 from _machine import RESULTS, write_result  # noqa: E402
 
 
@@ -106,10 +108,8 @@ def main() -> None:
                          + (f"{r['spearman']:.3f}" if r else "-")
                          + f" | {i['kept_true_return']:.0f} | {i['train_seconds']:.0f} | "
                          f"{e['success']:.3f} | [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}] |")
-    import numpy as np
-
-    def mean(arm: str, key: str = "success") -> float:
-        return float(np.mean([r["summary"]["improve"][arm]["eval"][key] for r in per_seed]))
+    def mean(arm: str) -> float:
+        return float(np.mean([r["summary"]["improve"][arm]["eval"]["success"] for r in per_seed]))
 
     def pooled_ci(arm: str) -> tuple[float, float]:
         # every seed's episodes together (same goals): a bootstrap over episodes
@@ -137,7 +137,8 @@ def main() -> None:
         lines.append("- every arm succeeds on >= 90% of the held-out goals: this target task is "
                      "near its ceiling, so the comparison says little; a harder target shows more")
     summary = first["summary"]
-    lines += ["", f"Figure: `benchmarks/results/{args.name}.png` (the command's `pearl.png`)."]
+    lines += ["", f"Figure: `benchmarks/results/{args.name}.png` (the command's `pearl.png`, seed "
+              f"{first['seed']})."]
     shutil.copyfile(summary["plot"], RESULTS / f"{args.name}.png")
     cmd = "python benchmarks/pearl_improve.py " + " ".join(sys.argv[1:])
     write_result(args.name, f"PEARL: {args.target} success after improvement with the learned "
