@@ -42,6 +42,7 @@ class AlignConfig:
     randomize: RandomizationConfig = field(default_factory=RandomizationConfig)  # or a box
     distribution: str = ""  # or a task distribution file (robust preset: a reality gap)
     contacts: bool = True  # record contacts (the safe preset's costs)
+    videos: int = 0  # per iteration, MP4s of this many pairs: chosen | rejected (replayed; MUJOCO_GL=egl)
     eval_episodes: int = 20  # held-out goals per task for the evaluation after each iteration
     eval_seed: int = 1000  # their goal seed (never a rollout goal)
     robust_eval: bool = False  # also evaluate under an action latency and an actuator gain gap
@@ -63,7 +64,7 @@ class AlignConfig:
         for name, low in (("iterations", 1), ("groups_per_task", 1), ("rollouts_per_group", 2),
                           ("pairs_per_group", 1), ("steps_per_iteration", 1), ("batch_size", 1),
                           ("demo_batch_size", 1), ("eval_episodes", 1), ("seed", 0),
-                          ("eval_seed", 0)):
+                          ("eval_seed", 0), ("videos", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(f"Got {name}={getattr(self, name)}, expected >= {low}")
         for name in ("min_margin", "lambda_sft", "lambda_bc"):

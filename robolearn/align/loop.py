@@ -152,6 +152,27 @@ class ExternalScores:
     keys: list[str] = dataclasses.field(default_factory=lambda: ["external"])
 
 
+def pair_videos(cfg: AlignConfig, flat: list, pairs: list, out: Path, *,
+                goal_observable: bool = True) -> list[str]:
+    """MP4s of ``cfg.videos`` pairs, chosen on the left and rejected on the right, taking the
+    tasks in turn (``<out>/pair<k>_<task>.mp4``; :mod:`robolearn.align.videos`)."""
+    from robolearn.align.videos import pair_video
+
+    by_task: dict[str, list] = {}
+    for p in pairs:
+        by_task.setdefault(flat[p.chosen].task, []).append(p)
+    order = []  # the tasks in turn, each in its pairs' order
+    for rank in range(max(len(ps) for ps in by_task.values())):
+        order += [ps[rank] for ps in by_task.values() if rank < len(ps)]
+    paths = []
+    for k, p in enumerate(order[:cfg.videos]):
+        task = flat[p.chosen].task
+        path = pair_video(flat[p.chosen], flat[p.rejected], out / f"pair{k}_{task}.mp4",
+                          fast=cfg.fast, goal_observable=goal_observable)
+        paths.append(str(path))
+    return paths
+
+
 # ----------------------------------------------------------------------------- storage
 def save_rollouts(path: Path, trajectories: list, scores: Any, pairs: list,
                   iteration: int) -> None:
@@ -424,10 +445,15 @@ def run_align(cfg: AlignConfig, run_dir: Path, *,
     out.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps({**dataclasses.asdict(cfg), "checkpoint": str(base),
                                       "out": str(out), "run_dir": None, "ray": None}, default=str))
+    settings.pop("videos")  # what is shown, not what is trained: may change between runs
     if score_fn is not None:
         settings["score_fn"] = json.loads(json.dumps(getattr(score_fn, "describe", "external"),
                                                      default=str))
     state = _load_state(out, settings)
+    if cfg.videos:
+        from robolearn.rollout.video import check_video_support
+
+        check_video_support()  # before any rollout is spent
     t_start = time.perf_counter()
     if "base_eval" not in state:
         state["base_eval"] = evaluate_iteration(cfg, base, suite)
@@ -451,6 +477,12 @@ def run_align(cfg: AlignConfig, run_dir: Path, *,
                        mean_margin=float(np.mean([p.margin for p in pairs])) if pairs else None)
             times["rollouts"] = round(time.perf_counter() - t0, 1)
             _atomic_json(out / STATE, state)
+            if cfg.videos and pairs:
+                t0 = time.perf_counter()
+                rec["videos"] = pair_videos(cfg, flat, pairs, it_dir / "videos",
+                                            goal_observable=suite.goal_observable)
+                times["videos"] = round(time.perf_counter() - t0, 1)
+                _atomic_json(out / STATE, state)
         if "checkpoint" not in rec:
             t0 = time.perf_counter()
             pairs_doc = json.loads((it_dir / "pairs.json").read_text())

@@ -138,3 +138,30 @@ def test_one_align_iteration_end_to_end_then_kill_9_and_resume(tmp_path):
                               f"run_dir={tmp_path}/{method}"], preset="debug")
         assert s["iterations"][0]["pairs"] == rec["pairs"]  # the same rollouts and pairs
         assert robolearn.load_policy(o).act(np.zeros(39, np.float32), task=TASK).shape == (4,)
+
+
+@pytest.mark.slow
+def test_videos_show_each_pair_side_by_side(tmp_path):
+    imageio = pytest.importorskip("imageio.v2")
+    pytest.importorskip("imageio_ffmpeg")
+    from robolearn.rollout.video import check_video_support
+
+    try:
+        check_video_support()
+    except Exception as err:  # no EGL on this machine
+        pytest.skip(str(err))
+    base = _debug_policy(tmp_path)
+    out = tmp_path / "aligned"
+    args = [*_align_args(base, out), "method=sft", f"run_dir={tmp_path}/a"]
+    summary = cli.run("align", [*args, "videos=1"], preset="debug")
+    rec = summary["iterations"][0]
+    assert rec["videos"] == [str(out / "iter_0" / "videos" / f"pair0_{TASK}.mp4")]
+    frames = imageio.mimread(rec["videos"][0])
+    height, width, _ = frames[0].shape
+    assert width == 2 * height  # chosen | rejected
+    pair = json.loads((out / "iter_0" / "pairs.json").read_text())["pairs"][0]
+    flat = json.loads((out / "align.json").read_text())["iterations"][0]
+    assert flat["videos"] == rec["videos"] and pair["chosen"] != pair["rejected"]
+    # the videos are not part of the run's settings: the run continues without them
+    again = cli.run("align", [*args, "videos=0"], preset="debug")
+    assert again["checkpoint"] == summary["checkpoint"]
