@@ -333,7 +333,9 @@ def _ingest(cfg: Sim2RealConfig, cdir: Path, tasks: list[str], k: int, prev_path
 def _estimate_row(est: Any, fit: Any, name: str) -> dict[str, Any]:
     lo, hi = fit.interval(name)
     return {"value": est.value, "low": lo, "high": hi, "identified": est.identified,
-            "log_std": est.log_std, **({"note": est.note} if est.note else {})}
+            "log_std": est.log_std, **({"note": est.note} if est.note else {}),
+            **({"outside_prior": outside} if (outside := fit.diagnostics.get(
+                "outside_prior", {}).get(name)) else {})}
 
 
 # ----------------------------------------------------------------------------- 4. retrain
@@ -432,7 +434,7 @@ def _write_report(cfg: Sim2RealConfig, state: LoopState, k: int, cdir: Path) -> 
         for n, (lo, hi) in fit.get("prior_kept", {}).items():
             lines.append(f"| {n} | not fitted | [{_num(lo)}, {_num(hi)}] | no (prior kept) | - |")
         notes = [f"- {n}: {e['note']}" for n, e in fit["estimates"].items()
-                 if "outside the prior" in e.get("note", "")]
+                 if e.get("outside_prior")]
         lines += ["", *notes] if notes else []
     _dump(cdir / "report.json", report)
     (cdir / "report.md").write_text("\n".join(lines) + "\n")
