@@ -32,7 +32,7 @@ MT10 = "/tmp/fresh/runs/mt10_flow_matching"
 MT50 = "/tmp/fresh/runs/mt50_none"
 ENV_STEPS = 150000
 COMMON = ["checkpoint_every=5", "ppo.vf_warmup_iterations=3",
-          "residual.log_std_init=-1.5", "seed=0", "progress=false"]
+          "residual.log_std_init=-1.5", "progress=false"]  # + seed=<training seed>
 EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     "peg": ("peg-insert-side (MT10 checkpoint), stock physics",
             [f"checkpoint={MT10}", "suite=MT1:peg-insert-side-v3", "eval_episodes=50"]),
@@ -62,31 +62,27 @@ def run_name(name: str, seed: int) -> str:
 def command(name: str, root: Path, seed: int = 0) -> list[str]:
     _, overrides = EXPERIMENTS[name]
     overrides = [o.replace(MT10, ARGS.mt10).replace(MT50, ARGS.mt50) for o in overrides]
-    common = [c if c != "seed=0" else f"seed={seed}" for c in COMMON]
     out = root / run_name(name, seed)
-    return ["robolearn", "finetune", *overrides, *common, f"env_steps={ARGS.env_steps}",
+    return ["robolearn", "finetune", *overrides, *COMMON, f"seed={seed}", f"env_steps={ARGS.env_steps}",
             f"out={out}", f"run_dir={out}_rd"]
 
 
 ARGS = argparse.Namespace(mt10=MT10, mt50=MT50, env_steps=ENV_STEPS)
 
 
-def seeds_on_disk(name: str, root: Path) -> list[int]:
-    """The training seeds of an experiment whose run finished (a summary.json) under root."""
-    found = []
-    for d in sorted(root.glob(f"{name}*")):
-        if not (d / "summary.json").is_file():
-            continue
-        if d.name == name:
-            found.append(0)
-        elif d.name.startswith(f"{name}_seed") and d.name[len(name) + 5:].isdigit():
-            found.append(int(d.name[len(name) + 5:]))
-    return sorted(found)
+def finished_runs(name: str, root: Path) -> dict[int, dict]:
+    """The summary.json of each training seed of an experiment whose run finished, by seed."""
+    runs = {}
+    for d in root.glob(f"{name}*"):
+        suffix = d.name.removeprefix(name).removeprefix("_seed") or "0"
+        if suffix.isdigit() and d.name == run_name(name, int(suffix)) \
+                and (d / "summary.json").is_file():
+            runs[int(suffix)] = json.loads((d / "summary.json").read_text())
+    return dict(sorted(runs.items()))
 
 
-def rows_of(name: str, root: Path, seed: int = 0) -> list[str]:
+def rows_of(name: str, root: Path, seed: int, summary: dict) -> list[str]:
     out = root / run_name(name, seed)
-    summary = json.loads((out / "summary.json").read_text())
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     train = [x for x in lines if "rl/episodes" in x]
     steps, secs = train[-1]["env_steps"], train[-1]["time_s"]
@@ -127,15 +123,15 @@ def main() -> None:
     cmds = []
     means: dict[str, dict[str, tuple[float, float, list[float]]]] = {}
     for name in EXPERIMENTS:
-        seeds = seeds_on_disk(name, args.root)
-        for seed in seeds:
-            body += rows_of(name, args.root, seed)
+        runs = finished_runs(name, args.root)
+        seeds = list(runs)
+        for seed, summary in runs.items():
+            body += rows_of(name, args.root, seed, summary)
         if seeds:
             cmds.append(f"- `{name}`: {EXPERIMENTS[name][0]} (seeds {', '.join(map(str, seeds))}): "
                         f"`{' '.join(command(name, args.root, seeds[0]))}`")
         per_task: dict[str, tuple[float, list[float]]] = {}
-        for seed in seeds:
-            summary = json.loads((args.root / run_name(name, seed) / "summary.json").read_text())
+        for summary in runs.values():
             for task in summary["tasks"]:
                 base = summary["base"]["success_by_task"][task]
                 per_task.setdefault(task, (base, []))[1].append(
