@@ -7,9 +7,13 @@ comparison. Continued behaviour cloning at the same wall time is a row too when 
 (``--bc label=<eval report.json>``: the evaluation of a ``robolearn train`` run resumed for
 the fine-tuning's training seconds).
 
-    python benchmarks/rl_finetune.py --root /tmp/rl_figs --run peg --run gap --run mt50
+    python benchmarks/rl_finetune.py --root /tmp/rl_figs --run peg --run gap --run peg_gap --run mt50
     python benchmarks/rl_finetune.py --root /tmp/rl_figs --report-only \
         --bc peg=/tmp/rl_figs/bc_eval/report.json
+
+The table goes to benchmarks/results/rl_finetune.md at the default 0.5 M env steps (the
+reported budget), to rl_finetune_<N>k.md at any other ``--env-steps``, to <name>.md with
+``--name``.
 
 ``--run`` launches an experiment (in ``<root>/<name>``; an existing one is resumed, a finished
 one only re-evaluated); ``--report-only`` formats what the roots hold.
@@ -28,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import write_result  # noqa: E402
 
-MT10 = "/tmp/fresh/runs/mt10_flow_matching"
-MT50 = "/tmp/fresh/runs/mt50_none"
-ENV_STEPS = 150000
+MT10 = "runs/mt10_flow_matching"  # robolearn pipeline
+MT50 = "runs/mt50_flow_matching"  # robolearn pipeline --preset mt50
+ENV_STEPS = 500_000  # the reported budget
 COMMON = ["checkpoint_every=5", "ppo.vf_warmup_iterations=3",
           "residual.log_std_init=-1.5", "progress=false"]  # + seed=<training seed>
 EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
@@ -41,6 +45,11 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
             [f"checkpoint={MT10}", "suite=MT1:pick-place-v3", "eval_episodes=50",
              "randomize.actuator_gain_scale=[0.6,0.8]", "randomize.action_latency=[0,3]",
              "+curriculum.bins={actuator_gain_scale:2,action_latency:2}"]),
+    "peg_gap": ("peg-insert-side (MT10 checkpoint) under actuator gain 0.6-0.8, latency 0-3; "
+                "LP over 2x2 regions",
+                [f"checkpoint={MT10}", "suite=MT1:peg-insert-side-v3", "eval_episodes=50",
+                 "randomize.actuator_gain_scale=[0.6,0.8]", "randomize.action_latency=[0,3]",
+                 "+curriculum.bins={actuator_gain_scale:2,action_latency:2}"]),
     "mt50": ("two weak MT50 tasks (MT50 checkpoint), LP over the tasks",
              [f"checkpoint={MT50}", "suite=MT:handle-pull-side-v3+soccer-v3",
               "eval_episodes=30"]),
@@ -50,6 +59,7 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
 TARGETS = {
     "peg": lambda b, f: (f >= 0.97, "target >= 0.97"),
     "gap": lambda b, f: (f - b >= 0.20, "target +0.20 over the base"),
+    "peg_gap": lambda b, f: (f - b >= 0.20, "target +0.20 over the base"),
     "mt50": lambda b, f: (f > b, "target: improved"),
 }
 
@@ -109,6 +119,9 @@ def main() -> None:
     ap.add_argument("--env-steps", type=int, default=ENV_STEPS, help="env steps per experiment")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0],
                     help="training seeds to run (the held-out goals are the same for all)")
+    ap.add_argument("--name", default=None,
+                    help="results file name (benchmarks/results/<name>.md); default rl_finetune at "
+                         "the default env steps, rl_finetune_<N>k at another")
     args = ap.parse_args()
     ARGS.__dict__.update(mt10=args.mt10, mt50=args.mt50, env_steps=args.env_steps)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
@@ -162,7 +175,10 @@ def main() -> None:
                  "(binomial s.e. at p = 0.9, n = 50: 0.04). Each seed row is one training seed "
                  "evaluated on the same held-out goals as the base.")
     text = ("\n".join(body + notes) + "\n\nCommands:\n" + "\n".join(cmds) + "\n")
-    write_result("rl_finetune", "Residual PPO fine-tuning (robolearn finetune): base vs "
+    # One results file per env-step budget: a longer budget's table does not replace the default's.
+    name = args.name or ("rl_finetune" if ARGS.env_steps == ENV_STEPS
+                         else f"rl_finetune_{ARGS.env_steps // 1000}k")
+    write_result(name, "Residual PPO fine-tuning (robolearn finetune): base vs "
                  "fine-tuned on held-out goals", text,
                  "python benchmarks/rl_finetune.py " + " ".join(sys.argv[1:]))
 
