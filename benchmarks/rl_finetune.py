@@ -107,6 +107,20 @@ def rows_of(name: str, root: Path, seed: int, summary: dict) -> list[str]:
     return rows
 
 
+def bc_note(label: str, report: dict) -> str:
+    """What a continued-BC row is: the resumed run (its summary.json) and its evaluation."""
+    ckpt = Path(report["checkpoints"][0])
+    what = f"`{ckpt}`"
+    summary = ckpt / "summary.json"
+    if summary.is_file():
+        t = json.loads(summary.read_text())
+        what += (f" resumed from step {t.get('resumed_from')} to {t['steps']} on its own demos "
+                 f"({t['seconds'] / 60:.1f} min of training)")
+    return (f"- Continued BC ({label}): {what}; evaluated with `robolearn evaluate` on "
+            f"{report['episodes_per_task']} held-out goals per task (goal seed "
+            f"{report['eval_seed']}), suite {report['suite']}.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, required=True)
@@ -157,12 +171,14 @@ def main() -> None:
                             f"{m - base:+.3f} | | | |")
         if seeds:
             means[name] = {t: (b, sum(f) / len(f), f) for t, (b, f) in per_task.items()}
+    bc_notes = []
     for item in args.bc:
         label, path = item.split("=", 1)
         report = json.loads(Path(path).read_text())
         for task, s in report["success_by_task"].items():
             body.append(f"| continued BC ({label}) | {task} | {report['episodes_per_task']} | "
                         f"| {s:.3f} | | | | |")
+        bc_notes.append(bc_note(label, report))
     notes = ["", "Targets of issue 15 (at 0.5-2 M env steps): peg-insert-side >= 0.97; a reality-gap "
              "distribution +0.20 over the base; two weak MT50 tasks improved."]
     for name, check in TARGETS.items():
@@ -172,9 +188,9 @@ def main() -> None:
             notes.append(f"- {name} / {task}: {what}: **{'met' if ok else 'missed'}** "
                          f"(base {b:.3f}, fine-tuned {f:.3f}, {over}).")
     notes.append("- Differences of one or two episodes in 50 are within noise "
-                 "(binomial s.e. at p = 0.9, n = 50: 0.04). Each seed row is one training seed "
+                 "(binomial s.e. sqrt(p(1-p)/n): 0.04 at p = 0.9, n = 50; 0.07 at p = 0.2, n = 30). Each seed row is one training seed "
                  "evaluated on the same held-out goals as the base.")
-    text = ("\n".join(body + notes) + "\n\nCommands:\n" + "\n".join(cmds) + "\n")
+    text = ("\n".join(body + notes + bc_notes) + "\n\nCommands:\n" + "\n".join(cmds) + "\n")
     # One results file per env-step budget: a longer budget's table does not replace the default's.
     name = args.name or ("rl_finetune" if ARGS.env_steps == ENV_STEPS
                          else f"rl_finetune_{ARGS.env_steps // 1000}k")
