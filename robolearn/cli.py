@@ -338,14 +338,17 @@ def _override_hint(command: str, overrides: Sequence[str]) -> str:
 
 
 def _config_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of ``cfg``, read unresolved: a field interpolating a missing one (the
+    pipeline's ``train.out`` from ``policy``) must not break the error message it helps with."""
     from omegaconf import DictConfig, OmegaConf
 
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
     keys = []
-    for k in cfg:
+    for k, v in cfg.items():
         full = f"{prefix}{k}"
         keys.append(full)
-        v = cfg[k] if not OmegaConf.is_missing(cfg, k) else None
-        if isinstance(v, DictConfig):
+        if isinstance(v, dict):
             keys += _config_keys(v, full + ".")
     return keys
 
