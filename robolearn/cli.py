@@ -317,7 +317,22 @@ def to_typed(command: str, cfg: Any) -> Any:
 def _composition_message(command: str, e: Exception, overrides: Sequence[str]) -> str:
     cause = e.__cause__ or e
     msg = f"{e}\n{cause}" if cause is not e else str(e)
-    return msg + _override_hint(command, overrides)
+    return msg + _group_hint(msg) + _override_hint(command, overrides)
+
+
+def _group_hint(msg: str) -> str:
+    """hydra lists a group's options when one is unknown (``policy=flow_matchin``); name the
+    closest."""
+    import re
+
+    found = re.search(r"Could not find '([\w/]+)/([^'/]+)'", msg)
+    listed = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", msg)
+    if not (found and listed):
+        return ""
+    options = [o.strip() for o in listed.group(1).splitlines() if o.strip()]
+    hint = did_you_mean(found.group(2), options)
+    return f"\n'{found.group(2)}' is not a {found.group(1)} option;{hint.replace(' Did', ' did')}" \
+        if hint else ""
 
 
 def _override_hint(command: str, overrides: Sequence[str]) -> str:
@@ -333,7 +348,7 @@ def _override_hint(command: str, overrides: Sequence[str]) -> str:
             continue
         hint = did_you_mean(key, keys)
         if hint:
-            hints.append(f"'{key}' is not a {command} option;{hint.replace('Did', ' did')}")
+            hints.append(f"'{key}' is not a {command} option;{hint.replace(' Did', ' did')}")
     return ("\n" + "\n".join(hints)) if hints else ""
 
 

@@ -46,6 +46,12 @@ def test_an_unknown_key_is_refused_by_every_command(command, capsys):
     assert "progresss" in err and "Traceback" not in err
 
 
+def test_unknown_policy_group_option_suggests_the_closest(capsys):
+    assert cli.main(["pipeline", "policy=flow_matchin"]) == 2
+    err = capsys.readouterr().err
+    assert "'flow_matchin' is not a policy option; did you mean 'flow_matching'?" in err
+
+
 def test_wrong_type_is_refused(capsys):
     assert cli.main(["collect", "episodes_per_task=many"]) == 2
     assert "episodes_per_task" in capsys.readouterr().err
