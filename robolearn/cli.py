@@ -544,9 +544,10 @@ def _run_job(command: str, cfg: Any, run_dir: Path, overrides: Sequence[str]) ->
         return Outcome(run_dir, error=_message(e), exit_code=code, exception=e)
     finally:
         _CURRENT.clear()
-        if command == "train":  # hydra made `out` for the job: leave no empty one behind
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()  # only succeeds when it is empty (a refused fresh run)
+        # hydra made the run directory (`out` for train) for the job: a config refused before
+        # anything was written leaves no empty one behind
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only succeeds when it is empty
 
 
 def exit_code_of(error: BaseException) -> int | None:

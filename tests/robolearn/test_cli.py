@@ -52,6 +52,12 @@ def test_unknown_policy_group_option_suggests_the_closest(capsys):
     assert "'flow_matchin' is not a policy option; did you mean 'flow_matching'?" in err
 
 
+def test_a_refused_config_leaves_no_empty_run_directory(tmp_path, capsys):
+    assert cli.main(["export", f"run_dir={tmp_path}/run"]) == 2  # dataset, out missing
+    assert "missing required option(s) dataset, out" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_wrong_type_is_refused(capsys):
     assert cli.main(["collect", "episodes_per_task=many"]) == 2
     assert "episodes_per_task" in capsys.readouterr().err
