@@ -7,7 +7,8 @@ comparison. Continued behaviour cloning at the same wall time is a row too when 
 (``--bc label=<eval report.json>``: the evaluation of a ``robolearn train`` run resumed for
 the fine-tuning's training seconds).
 
-    python benchmarks/rl_finetune.py --root /tmp/rl_figs --run peg --run gap --run peg_gap --run mt50
+    python benchmarks/rl_finetune.py --root /tmp/rl_figs --run peg --run gap --run peg_gap \
+        --run mt50
     python benchmarks/rl_finetune.py --root /tmp/rl_figs --report-only \
         --bc peg=/tmp/rl_figs/bc_eval/report.json
 
@@ -188,7 +189,8 @@ def main() -> None:
             notes.append(f"- {name} / {task}: {what}: **{'met' if ok else 'missed'}** "
                          f"(base {b:.3f}, fine-tuned {f:.3f}, {over}).")
     notes.append("- Differences of one or two episodes in 50 are within noise "
-                 "(binomial s.e. sqrt(p(1-p)/n): 0.04 at p = 0.9, n = 50; 0.07 at p = 0.2, n = 30). Each seed row is one training seed "
+                 "(binomial s.e. sqrt(p(1-p)/n): 0.04 at p = 0.9, n = 50; 0.07 at p = 0.2, "
+                 "n = 30). Each seed row is one training seed "
                  "evaluated on the same held-out goals as the base.")
     text = ("\n".join(body + notes + bc_notes) + "\n\nCommands:\n" + "\n".join(cmds) + "\n")
     # One results file per env-step budget: a longer budget's table does not replace the default's.

@@ -317,33 +317,26 @@ def to_typed(command: str, cfg: Any) -> Any:
 def _composition_message(command: str, e: Exception, overrides: Sequence[str]) -> str:
     cause = e.__cause__ or e
     msg = f"{e}\n{cause}" if cause is not e else str(e)
-    return msg + _group_hint(msg) + _override_hint(command, overrides)
-
-
-def _group_hint(msg: str) -> str:
-    """hydra lists a group's options when one is unknown (``policy=flow_matchin``); name the
-    closest."""
-    import re
-
-    found = re.search(r"Could not find '([\w/]+)/([^'/]+)'", msg)
-    listed = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", msg)
-    if not (found and listed):
-        return ""
-    options = [o.strip() for o in listed.group(1).splitlines() if o.strip()]
-    hint = did_you_mean(found.group(2), options)
-    return f"\n'{found.group(2)}' is not a {found.group(1)} option;{hint.replace(' Did', ' did')}" \
-        if hint else ""
+    return msg + _override_hint(command, overrides)
 
 
 def _override_hint(command: str, overrides: Sequence[str]) -> str:
     from omegaconf import OmegaConf
 
+    from policies import POLICIES
     from robolearn.config import CONFIGS
 
     keys = _config_keys(OmegaConf.structured(CONFIGS[command]))
     hints = []
     for ov in overrides:
-        key = _split(ov)[0].lstrip("+~")
+        key, value = _split(ov)
+        key = key.lstrip("+~")
+        if key == "policy" and value:  # the policy group: one name, or a -m sweep's list
+            for name in value.split(","):
+                hint = "" if name in POLICIES else did_you_mean(name, POLICIES)
+                if hint:
+                    hints.append(f"'{name}' is not a policy option;{hint.replace(' Did', ' did')}")
+            continue
         if key.startswith(("hydra.", "hydra/", "policy.", "policy")) or key in keys:
             continue
         hint = did_you_mean(key, keys)
