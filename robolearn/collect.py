@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 import sim
 from robolearn.cluster import RayConfig, cfg_get, check_reachable, uses_ray
 from robolearn.data.store import EpisodeStore, StoreError, claim_store
-from robolearn.errors import ConfigError, ReuseError
+from robolearn.errors import ConfigError, ReuseError, did_you_mean
 from robolearn.rollout import (
     EpisodeSpec,
     ExpertAgent,
@@ -50,6 +50,7 @@ from robolearn.rollout.physics import describe_briefly
 log = logging.getLogger(__name__)
 
 EXPERT_ID = "scripted-expert"
+EXPERT_SEES = ("observation", "state")  # what the scripted expert acts on (`expert_sees`)
 
 
 @dataclass
@@ -61,6 +62,10 @@ class CollectConfig:
     out: str = "data/mt10_demos.zarr"  # the episode store; re-running resumes it
     seed: int = 0  # demo goal seed; keep evaluation seeds different
     expert_noise_std: float = 0.0  # Gaussian noise on the scripted expert's actions
+    # what the expert acts on: `observation` (the policy's view, observation noise included) or
+    # `state` (the simulator's noise-free state: privileged labels; the store still keeps the
+    # noisy observation the policy will see)
+    expert_sees: str = "observation"
     max_attempts_per_task: int = 0  # give up on a task after this many attempts (0: 3x episodes)
     stop_on_success: bool = True  # end an episode at the first success (else run the horizon)
     randomize: RandomizationConfig = field(default_factory=RandomizationConfig)  # env physics box
@@ -69,6 +74,7 @@ class CollectConfig:
     background_writer: bool = True  # commit episodes from a writer process while simulating
     fast: bool = True  # sim's fast step (identical results); false: Meta-World's own step
     ray: RayConfig = field(default_factory=RayConfig)  # rollouts on Ray actors (num_workers=0: here)
+    progress: bool = True  # progress bar on the terminal (the summary table is printed either way)
     run_dir: str = ""  # where config/log/summary go (default outputs/collect/<time>)
 
     def __post_init__(self) -> None:
@@ -81,6 +87,9 @@ class CollectConfig:
                                      if name == "max_attempts_per_task" else ""))
         if not 0.0 <= self.expert_noise_std <= 1.0:
             raise ConfigError(f"Got expert_noise_std={self.expert_noise_std}, expected 0..1")
+        if self.expert_sees not in EXPERT_SEES:
+            raise ConfigError(f"Got expert_sees={self.expert_sees!r}, expected one of "
+                              f"{list(EXPERT_SEES)}" + did_you_mean(self.expert_sees, EXPERT_SEES))
         if not self.out:
             raise ConfigError("Got out='', expected the path of the episode store to write")
         try:
@@ -96,6 +105,7 @@ class CollectConfig:
         return {"suite": self.suite, "seed": int(self.seed),
                 "expert_noise_std": float(self.expert_noise_std),
                 "stop_on_success": bool(self.stop_on_success),
+                "expert_sees": self.expert_sees,
                 "physics": physics_from_config(None, self.randomize,
                                                self.distribution).describe(),
                 "reward_version": sim.REWARD_VERSION}
@@ -188,6 +198,8 @@ def check_reuse(store: EpisodeStore, cfg: CollectConfig, tally: dict[str, TaskTa
     user = store.attrs.get("user", {})
     want = cfg.settings()
     have = user.get("collect")
+    if have is not None:  # stores from before `expert_sees`: the experts saw the observation
+        have = {"expert_sees": "observation", **have}
     fix = (f"Use another out= for these settings, overwrite=true to replace {store.path}, or "
            "the settings it was collected with")
     if have is None:  # a store written before stores recorded their settings
@@ -282,7 +294,7 @@ def _collect_claimed(cfg: CollectConfig, claim: Any, tasks: list[str], need: dic
         log.info("resuming %s: %d episodes present, %d to collect", out, resumed, todo)
     if todo == 0:
         ray_cfg = {"num_workers": 0}  # nothing to roll out: no need for Ray
-    spec = agent_spec(expert_noise=cfg.expert_noise_std, clean_obs=False)
+    spec = agent_spec(expert_noise=cfg.expert_noise_std, clean_obs=cfg.expert_sees == "state")
     options = RolloutOptions(stop_on_success=cfg.stop_on_success, record="steps",
                              fast=cfg.fast)
     # The writer process first: its start-up (imports, opening the store) overlaps Ray's.
@@ -317,7 +329,8 @@ def _collect_claimed(cfg: CollectConfig, claim: Any, tasks: list[str], need: dic
             params, rand_vec = physics.draw(task, seed)
             return EpisodeSpec(task, attempt, seed, params, rand_vec)
 
-        run = (functools.partial(_collect_here, expert_noise_std=cfg.expert_noise_std)
+        run = (functools.partial(_collect_here, expert_noise_std=cfg.expert_noise_std,
+                                 clean_obs=cfg.expert_sees == "state")
                if pool is None else functools.partial(_collect_on_ray, pool))
         env_steps = run(tasks, tally, need, max_attempts, attempt_spec, options, record)
         bar.close()
@@ -355,10 +368,11 @@ Record = Callable[[Trajectory], None]
 
 def _collect_here(tasks: list[str], tally: dict[str, TaskTally], need: dict[str, int],
                   max_attempts: dict[str, int], attempt_spec: SpecFn, options: RolloutOptions,
-                  record: Record, *, expert_noise_std: float = 0.0) -> int:
+                  record: Record, *, expert_noise_std: float = 0.0,
+                  clean_obs: bool = False) -> int:
     """The single-process path: attempts one after the other, task by task."""
     env_steps = 0
-    agent = ExpertAgent(expert_noise_std, clean_obs=False)
+    agent = ExpertAgent(expert_noise_std, clean_obs=clean_obs)
     for task in tasks:
         t = tally[task]
         if t.kept >= need[task]:
@@ -468,6 +482,6 @@ def summary_table(summary: CollectSummary, run_dir: Path) -> None:
 
 def run_collect(cfg: CollectConfig, run_dir: Path) -> dict[str, Any]:
     """``robolearn collect``: collect, print the summary table, return the summary."""
-    summary = collect(cfg, progress=True)
+    summary = collect(cfg, progress=cfg.progress)
     summary_table(summary, run_dir)
     return summary.to_dict()

@@ -33,6 +33,7 @@ class EvaluateConfig:
     fast: bool = True  # sim's fast step (identical results); false: Meta-World's own step
     device: str = "auto"  # auto | cpu | cuda | cuda:N (policy inference; Ray actors: cpu)
     ray: RayConfig = field(default_factory=RayConfig)  # rollouts on Ray actors (num_workers=0: here)
+    progress: bool = True  # progress bar on the terminal (the table is printed either way)
     out: str = ""  # report directory (default: the run directory)
     run_dir: str = ""  # where config/log/summary go (default outputs/evaluate/<time>)
 

@@ -101,6 +101,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict[str, Any]:
                     split=cfg.split, num_envs=cfg.num_envs, horizon=cfg.horizon, physics=physics,
                     video_dir=video_dir, videos_per_task=cfg.videos_per_task, pool=pool,
                     record_steps=bool(cfg.save_rollouts), fast=cfg.fast,
+                    progress=cfg_get(cfg, "progress", True),
                 )
                 workers = 0 if pool is None else len(pool.actors)
             run = {"checkpoint": checkpoint, "train": provenance[k], "ray_workers": workers,

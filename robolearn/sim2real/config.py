@@ -63,6 +63,10 @@ class Sim2RealConfig:
     sysid: SysIdOptions = field(default_factory=SysIdOptions)
     # retraining
     demos_per_task: int = 50  # expert demos per task collected under p_{k+1}
+    # what the demo expert acts on: `state` (the simulator's noise-free state; the demos keep the
+    # noisy observation the policy sees) or `observation` (noise included: under a fitted
+    # observation noise the experts then mostly fail and the demos thin out)
+    expert_sees: str = "state"
     train_steps: int = 2000  # fine-tuning steps per cycle (warm start from π_k)
     batch_size: int = 256
     lr: float = 3e-4  # constant (fine-tuning: no warm-up, no decay)
@@ -103,6 +107,9 @@ class Sim2RealConfig:
                                  ("remote.port", self.remote.port, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"Got {name}={value!r}, expected an integer >= {low}")
+        if self.expert_sees not in ("observation", "state"):
+            raise ConfigError(f"Got expert_sees={self.expert_sees!r}, expected 'state' or "
+                              "'observation'")
         if self.episodes_per_task < self.sysid.min_episodes:
             raise ConfigError(
                 f"Got episodes_per_task={self.episodes_per_task} with sysid.min_episodes="
@@ -154,6 +161,8 @@ class Sim2RealConfig:
                 "distribution", "seed", "robot", "demos_per_task", "train_steps", "batch_size",
                 "lr", "eval_episodes", "eval_horizon")
         d = {k: getattr(self, k) for k in keep}
+        if self.expert_sees != "observation":  # runs before the key: the experts saw the obs
+            d["expert_sees"] = self.expert_sees
         d["tasks"] = self.deployed_tasks()
         d["sysid"] = dataclasses.asdict(self.sysid) | {"prior": {
             k: list(v) for k, v in self.prior_box().items()}}

@@ -345,7 +345,8 @@ def _collect(cfg: Sim2RealConfig, demos: Path, dist: Path, k: int) -> None:
 
     cc = CollectConfig(suite=cfg.suite, episodes_per_task=cfg.demos_per_task, out=str(demos),
                        seed=DEMO_SEED + cfg.seed + k, distribution=str(dist),
-                       background_writer=False, ray=RayConfig(num_workers=0))
+                       expert_sees=cfg.expert_sees, background_writer=False,
+                       ray=RayConfig(num_workers=0))
     collect(cc, progress=False)
 
 

@@ -103,9 +103,11 @@ def test_collect_export_import_end_to_end(tmp_path):
         assert ep.source == "expert" and ep.data["success"][-1]
         assert 0.8 <= ep.params["friction_scale"] <= 1.2
 
-    # re-running with the same settings resumes: nothing left to do
+    # re-running with the same settings resumes: nothing left to do (the progress bar is not a
+    # setting of the store)
     again = cli.run("collect", [f"out={store}", f"run_dir={tmp_path}/run2",
-                                "randomize.friction_scale=[0.8,1.2]", "episodes_per_task=2"],
+                                "randomize.friction_scale=[0.8,1.2]", "episodes_per_task=2",
+                                "progress=false"],
                     preset="debug")
     assert again["resumed_episodes"] == 2 and again["env_steps"] == 0
     # other settings are refused, not mixed in (the store keeps what it was collected with)
@@ -120,6 +122,17 @@ def test_collect_export_import_end_to_end(tmp_path):
     cli.run("import", [f"src={h5}", f"out={back}", f"run_dir={tmp_path}/run4"])
     with EpisodeStore.open(back) as r:
         assert len(r) == 2
+
+
+def test_evaluate_progress_false_drops_the_bar_not_the_table(tmp_path, capsys):
+    args = ["checkpoint=expert", "suite=MT1:reach-v3", "episodes_per_task=2", "num_envs=2",
+            "ray.num_workers=0"]
+    cli.run("evaluate", [*args, f"run_dir={tmp_path}/a"])
+    with_bar = capsys.readouterr()
+    report = cli.run("evaluate", [*args, "progress=false", f"run_dir={tmp_path}/b"])
+    without = capsys.readouterr()
+    assert "evaluate MT1" in with_bar.err and "evaluate MT1" not in without.err
+    assert "reach-v3" in without.out and report["success_by_task"]["reach-v3"] == 1.0
 
 
 def test_missing_required_options_are_named(capsys):

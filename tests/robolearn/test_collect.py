@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from robolearn.cli import compose
 from robolearn.collect import collect, episode_seed
 from robolearn.data import EpisodeStore
+from robolearn.errors import ConfigError, ReuseError
 
 
 def _cfg(out, **kw):
@@ -135,3 +136,32 @@ def test_config_round_trips_through_yaml(tmp_path):
     cfg = _cfg(tmp_path / "x.zarr")
     again = OmegaConf.create(OmegaConf.to_yaml(cfg))
     assert again == cfg
+
+
+def test_expert_sees_state_labels_from_the_clean_state_keeps_the_noisy_observation(tmp_path):
+    def first_step(name, noise, sees):
+        cfg = _cfg(tmp_path / f"{name}.zarr", episodes_per_task=1, expert_sees=sees)
+        cfg.randomize.obs_noise_std = [noise, noise]
+        collect(cfg, progress=False)
+        with EpisodeStore.open(tmp_path / f"{name}.zarr") as r:
+            ep = r.episode(0)
+            return ep.data["obs"][0], ep.data["action"][0]
+
+    obs_a, act_a = first_step("state05", 0.05, "state")
+    obs_b, act_b = first_step("state02", 0.02, "state")
+    obs_c, act_c = first_step("obs05", 0.05, "observation")
+    # the stored observation is the noisy one the policy sees, whatever the expert reads
+    np.testing.assert_array_equal(obs_a, obs_c)
+    assert not np.allclose(obs_a, obs_b)
+    # on the state the expert's action does not depend on the observation noise; on the
+    # observation it does
+    np.testing.assert_allclose(act_a, act_b, atol=1e-6)
+    assert not np.allclose(act_a, act_c, atol=1e-3)
+
+    # a store keeps what its expert saw: resuming with the other setting is refused
+    cfg = _cfg(tmp_path / "state05.zarr", episodes_per_task=2, expert_sees="observation")
+    cfg.randomize.obs_noise_std = [0.05, 0.05]
+    with pytest.raises(ReuseError, match="expert_sees: store 'state', asked 'observation'"):
+        collect(cfg, progress=False)
+    with pytest.raises(ConfigError, match="expert_sees='stat'.*Did you mean 'state'"):
+        collect(_cfg(tmp_path / "x.zarr", expert_sees="stat"), progress=False)

@@ -129,6 +129,8 @@ def test_bad_input_is_refused_before_the_robot_moves(tmp_path, pi0):
         cli.run("curriculum", [*base, "fit_weight=1.5"])
     with pytest.raises(ConfigError, match="sysid.prior"):
         cli.run("curriculum", [*base, "+sysid.prior.frction_scale=[0.5,2.0]"])
+    with pytest.raises(ConfigError, match="expert_sees='clean'"):
+        cli.run("curriculum", [*base, "expert_sees=clean"])
     assert not (tmp_path / "loop" / "cycle_0").exists()
 
 
