@@ -18,6 +18,11 @@ reported budget), to rl_finetune_<N>k.md at any other ``--env-steps``, to <name>
 
 ``--run`` launches an experiment (in ``<root>/<name>``; an existing one is resumed, a finished
 one only re-evaluated); ``--report-only`` formats what the roots hold.
+
+``--goal-seeds 2000 ...`` cross-checks every finished run on further held-out goal sets: the base
+and each fine-tuned checkpoint through ``robolearn evaluate`` (the experiment's suite, physics
+box and number of goals), reports cached in ``<root>/crosscheck/``; the table pools them with
+the run's own goals.
 """
 
 from __future__ import annotations
@@ -108,6 +113,71 @@ def rows_of(name: str, root: Path, seed: int, summary: dict) -> list[str]:
     return rows
 
 
+def evaluate_cmd(name: str, checkpoint: str, goal_seed: int, out: Path) -> list[str]:
+    """``robolearn evaluate`` of one checkpoint on an experiment's suite, physics and goal count."""
+    _, overrides = EXPERIMENTS[name]
+    keep = [o for o in overrides if o.startswith(("suite=", "randomize."))]
+    n = next(o for o in overrides if o.startswith("eval_episodes=")).split("=", 1)[1]
+    return ["robolearn", "evaluate", f"checkpoint={checkpoint}", *keep,
+            f"episodes_per_task={n}", f"seed={goal_seed}", "progress=false", f"out={out}",
+            f"run_dir={out}"]
+
+
+def cross_check(name: str, root: Path, runs: dict[int, dict], goal_seeds: list[int],
+                env: dict, run: bool) -> tuple[list[str], list[str]]:
+    """Base and fine-tuned of every finished run on further goal seeds: table rows, commands.
+
+    A report already under ``<root>/crosscheck/`` is reused; a missing one is evaluated when
+    ``run`` (else its row says so).
+    """
+    if not goal_seeds or not runs:
+        return [], []
+    base_ckpt = next(o for o in EXPERIMENTS[name][1] if o.startswith("checkpoint="))
+    base_ckpt = base_ckpt.split("=", 1)[1].replace(MT10, ARGS.mt10).replace(MT50, ARGS.mt50)
+    rows, cmds = [], []
+
+    def report(label: str, ckpt: str, g: int) -> dict | None:
+        out = root / "crosscheck" / f"{label}_goal{g}"
+        if not (out / "report.json").is_file() and run:
+            subprocess.run([sys.executable, "-m", *evaluate_cmd(name, ckpt, g, out)], env=env,
+                           check=True)
+        if not cmds:
+            cmds.append(" ".join(evaluate_cmd(name, "<checkpoint>", g,
+                                              root / "crosscheck" / "<label>_goal<seed>")))
+        f = out / "report.json"
+        return json.loads(f.read_text()) if f.is_file() else None
+
+    for seed, summary in runs.items():
+        own = summary["finetuned"]["eval_seed"]
+        pooled: dict[str, list[tuple[float, float, int]]] = {}
+        used = [own]
+        for task in summary["tasks"]:
+            pooled[task] = [(summary["base"]["success_by_task"][task],
+                             summary["finetuned"]["success_by_task"][task],
+                             summary["finetuned"]["episodes_per_task"])]
+        for g in goal_seeds:
+            b = report(f"{name}_base", base_ckpt, g)
+            f = report(run_name(name, seed), str(root / run_name(name, seed)), g)
+            for task in summary["tasks"]:
+                if b is None or f is None:
+                    rows.append(f"| {name} (seed {seed}) | {task} | {g} | | not evaluated | | |")
+                    continue
+                bs, fs = b["success_by_task"][task], f["success_by_task"][task]
+                n = f["episodes_per_task"]
+                pooled[task].append((bs, fs, n))
+                used += [g] if g not in used else []
+                rows.append(f"| {name} (seed {seed}) | {task} | {g} | {n} | {bs:.3f} | {fs:.3f} | "
+                            f"{fs - bs:+.3f} |")
+        for task, xs in pooled.items():
+            n = sum(x[2] for x in xs)
+            bs = sum(x[0] * x[2] for x in xs) / n
+            fs = sum(x[1] * x[2] for x in xs) / n
+            seeds = ", ".join(map(str, used))
+            rows.append(f"| **{name} (seed {seed}), pooled** | {task} | {seeds} | {n} | "
+                        f"{bs:.3f} | **{fs:.3f}** | {fs - bs:+.3f} |")
+    return rows, cmds
+
+
 def bc_note(label: str, report: dict) -> str:
     """What a continued-BC row is: the resumed run (its summary.json) and its evaluation."""
     ckpt = Path(report["checkpoints"][0])
@@ -134,6 +204,9 @@ def main() -> None:
     ap.add_argument("--env-steps", type=int, default=ENV_STEPS, help="env steps per experiment")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0],
                     help="training seeds to run (the held-out goals are the same for all)")
+    ap.add_argument("--goal-seeds", type=int, nargs="+", default=[],
+                    help="further held-out goal seeds to cross-check every finished run on "
+                         "(robolearn evaluate of base and fine-tuned; cached under <root>/crosscheck)")
     ap.add_argument("--name", default=None,
                     help="results file name (benchmarks/results/<name>.md); default rl_finetune at "
                          "the default env steps, rl_finetune_<N>k at another")
@@ -149,6 +222,8 @@ def main() -> None:
     body = ["| run | task | held-out goals | base | fine-tuned | Δ | env steps | training min "
             "| env steps/s |", "|---|---|---|---|---|---|---|---|---|"]
     cmds = []
+    xrows: list[str] = []
+    xcmds: list[str] = []
     means: dict[str, dict[str, tuple[float, float, list[float]]]] = {}
     for name in EXPERIMENTS:
         runs = finished_runs(name, args.root)
@@ -158,6 +233,10 @@ def main() -> None:
         if seeds:
             cmds.append(f"- `{name}`: {EXPERIMENTS[name][0]} (seeds {', '.join(map(str, seeds))}): "
                         f"`{' '.join(command(name, args.root, seeds[0]))}`")
+        rows, how = cross_check(name, args.root, runs, args.goal_seeds, env,
+                                run=not args.report_only)
+        xrows += rows
+        xcmds += how
         per_task: dict[str, tuple[float, list[float]]] = {}
         for summary in runs.values():
             for task in summary["tasks"]:
@@ -192,6 +271,14 @@ def main() -> None:
                  "(binomial s.e. sqrt(p(1-p)/n): 0.04 at p = 0.9, n = 50; 0.07 at p = 0.2, "
                  "n = 30). Each seed row is one training seed "
                  "evaluated on the same held-out goals as the base.")
+    if xrows:
+        notes += ["", f"Cross-check on further held-out goal sets (goal seeds "
+                  f"{', '.join(map(str, args.goal_seeds))}, never drawn for training or for the "
+                  "run's own evaluation): base and fine-tuned through `robolearn evaluate`; "
+                  "pooled rows add the run's own goals.", "",
+                  "| run | task | goal seed(s) | goals | base | fine-tuned | Δ |",
+                  "|---|---|---|---|---|---|---|", *xrows]
+        cmds += [f"- cross-check: `{c}`" for c in xcmds]
     text = ("\n".join(body + notes + bc_notes) + "\n\nCommands:\n" + "\n".join(cmds) + "\n")
     # One results file per env-step budget: a longer budget's table does not replace the default's.
     name = args.name or ("rl_finetune" if ARGS.env_steps == ENV_STEPS
