@@ -48,14 +48,18 @@ def wilson(k: float, n: int) -> tuple[float, float]:
     d = 1 + z * z / n
     c = (p + z * z / (2 * n)) / d
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return c - h, c + h
+    return max(0.0, c - h), min(1.0, c + h)
 
 
 def evaluate(agent_path: str, tasks: list[str], gap, episodes: int, seed: int) -> dict:
     from robolearn.evaluate import evaluate_agent
     from robolearn.rollout import FixedPhysics, load_agent
 
-    agent = load_agent(agent_path, "cpu")
+    if agent_path == "expert-observation":  # the experts on the robot's (noisy) observation
+        from robolearn.rollout.agents import ExpertAgent
+        agent = ExpertAgent(clean_obs=False)
+    else:
+        agent = load_agent(agent_path, "cpu")
     out = {}
     for task in tasks:
         r = evaluate_agent(agent, f"MT1:{task}", episodes_per_task=episodes, seed=seed,
@@ -73,7 +77,7 @@ def arm(name: str, args, base: Path, work: Path, dist: Path) -> tuple[str, float
 
     cfg = Sim2RealConfig(checkpoint=str(base), suite=args.suite, cycles=args.cycles,
                          demos_per_task=args.demos_per_task, train_steps=args.train_steps,
-                         seed=args.seed, out=str(work))
+                         seed=args.seed, expert_sees=args.expert_sees, out=str(work))
     t0 = time.perf_counter()
     policy = base
     for k in range(args.cycles):
@@ -106,6 +110,9 @@ def main() -> None:
     p.add_argument("--no-workspace", dest="workspace", action="store_false",
                    help="turn the safety layer's workspace check off on the twin (before its "
                         "lead bound, it froze an arm of gain < 1: push-v3 at gain 0.6 0/10)")
+    p.add_argument("--expert-sees", default="state", choices=["state", "observation"],
+                   help="what the demo expert acts on, in every arm (robolearn curriculum's "
+                        "expert_sees; runs before 2026-12-07: observation)")
     p.add_argument("--work", default="runs/bench_sim2real")
     args = p.parse_args()
 
@@ -120,6 +127,8 @@ def main() -> None:
     gap_name = args.name or "_".join(f"{k}{v:g}" for k, v in gap_d.items())
     if not args.workspace:
         gap_name += "_noworkspace"
+    if args.expert_sees == "observation":
+        gap_name += "_expertobs"
     work = Path(args.work) / gap_name
     work.mkdir(parents=True, exist_ok=True)
     suite_tasks = list(sim.get_suite(args.suite).train_tasks)
@@ -150,7 +159,8 @@ def main() -> None:
            *(["safety.workspace=false"] if not args.workspace else []),
            f"cycles={args.cycles}", f"episodes_per_task={args.episodes_per_task}",
            f"demos_per_task={args.demos_per_task}", f"train_steps={args.train_steps}",
-           f"seed={args.seed}", "eval_episodes=10", f"out={loop_out}",
+           f"seed={args.seed}", "eval_episodes=10", f"expert_sees={args.expert_sees}",
+           f"out={loop_out}",
            f"run_dir={work}/loop_cmd"]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True,
@@ -179,6 +189,8 @@ def main() -> None:
     t0 = time.perf_counter()
     arms = {"π_0": args.checkpoint, "π_nominal": nom_policy, "π_uniformDR": dr_policy,
             "π_loop": loop_policy, "experts": "expert"}
+    if gap.obs_noise_std > 0:  # the experts above read the simulator's noise-free state
+        arms["experts (on the observation)"] = "expert-observation"
     res = {}
     for name, path in arms.items():
         res[name] = {"twin": evaluate(path, tasks, gap, args.eval_episodes, args.eval_seed),
@@ -202,7 +214,14 @@ def main() -> None:
              f"goals): {', '.join(f'{t} (−{drop[t]:.2f})' for t in tasks)}",
              f"- Budget per arm: {args.cycles} rounds × ({args.demos_per_task} demos/task on "
              f"{len(suite_tasks)} tasks, {args.train_steps} fine-tuning steps); the loop also "
-             f"used {args.episodes_per_task} robot episodes per task per cycle",
+             f"used {args.episodes_per_task} robot episodes per task per cycle; the demo "
+             f"expert acts on the {args.expert_sees}" + (
+                 " (the simulator's noise-free state; the demos keep the noisy observation)"
+                 if args.expert_sees == "state" else " (noise included)"),
+             "- `experts`: the scripted experts on the simulator's noise-free state (the "
+             "target's reference)" + ("; `experts (on the observation)`: the same experts on "
+                                      "the twin's noisy observation, as a robot's would be"
+                                      if gap.obs_noise_std > 0 else ""),
              f"- uniform DR box: {box}",
              f"- Evaluation: {args.eval_episodes} held-out goals per task (seed "
              f"{args.eval_seed}); 95 % Wilson CI over episodes", "",
