@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from robolearn.deploy.config import ROBOTS, RemoteOptions, SafetyOptions, TwinOptions
-from robolearn.errors import ConfigError, unknown
+from robolearn.errors import ConfigError, did_you_mean, unknown
 
 # Goal seeds of the loop's own episodes, apart from collect's 0, evaluate's 1000, the trainer's
 # probe 500, deploy's 2000 and the autocurriculum's probes 3000: robot episodes of cycle k use
@@ -107,9 +107,11 @@ class Sim2RealConfig:
                                  ("remote.port", self.remote.port, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"Got {name}={value!r}, expected an integer >= {low}")
-        if self.expert_sees not in ("observation", "state"):
-            raise ConfigError(f"Got expert_sees={self.expert_sees!r}, expected 'state' or "
-                              "'observation'")
+        from robolearn.collect import EXPERT_SEES  # the demos are collect's
+
+        if self.expert_sees not in EXPERT_SEES:
+            raise ConfigError(f"Got expert_sees={self.expert_sees!r}, expected one of "
+                              f"{list(EXPERT_SEES)}" + did_you_mean(self.expert_sees, EXPERT_SEES))
         if self.episodes_per_task < self.sysid.min_episodes:
             raise ConfigError(
                 f"Got episodes_per_task={self.episodes_per_task} with sysid.min_episodes="
