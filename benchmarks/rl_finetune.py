@@ -75,9 +75,13 @@ def run_name(name: str, seed: int) -> str:
     return name if seed == 0 else f"{name}_seed{seed}"
 
 
+def overrides_of(name: str) -> list[str]:
+    """An experiment's overrides with the base checkpoints given on the command line."""
+    return [o.replace(MT10, ARGS.mt10).replace(MT50, ARGS.mt50) for o in EXPERIMENTS[name][1]]
+
+
 def command(name: str, root: Path, seed: int = 0) -> list[str]:
-    _, overrides = EXPERIMENTS[name]
-    overrides = [o.replace(MT10, ARGS.mt10).replace(MT50, ARGS.mt50) for o in overrides]
+    overrides = overrides_of(name)
     out = root / run_name(name, seed)
     return ["robolearn", "finetune", *overrides, *COMMON, f"seed={seed}", f"env_steps={ARGS.env_steps}",
             f"out={out}", f"run_dir={out}_rd"]
@@ -115,7 +119,7 @@ def rows_of(name: str, root: Path, seed: int, summary: dict) -> list[str]:
 
 def evaluate_cmd(name: str, checkpoint: str, goal_seed: int, out: Path) -> list[str]:
     """``robolearn evaluate`` of one checkpoint on an experiment's suite, physics and goal count."""
-    _, overrides = EXPERIMENTS[name]
+    overrides = overrides_of(name)
     keep = [o for o in overrides if o.startswith(("suite=", "randomize."))]
     n = next(o for o in overrides if o.startswith("eval_episodes=")).split("=", 1)[1]
     return ["robolearn", "evaluate", f"checkpoint={checkpoint}", *keep,
@@ -132,18 +136,16 @@ def cross_check(name: str, root: Path, runs: dict[int, dict], goal_seeds: list[i
     """
     if not goal_seeds or not runs:
         return [], []
-    base_ckpt = next(o for o in EXPERIMENTS[name][1] if o.startswith("checkpoint="))
-    base_ckpt = base_ckpt.split("=", 1)[1].replace(MT10, ARGS.mt10).replace(MT50, ARGS.mt50)
-    rows, cmds = [], []
+    base_ckpt = next(o for o in overrides_of(name) if o.startswith("checkpoint=")).split("=", 1)[1]
+    rows: list[str] = []
+    cmds = [" ".join(evaluate_cmd(name, "<checkpoint>", goal_seeds[0],
+                                  root / "crosscheck" / "<label>_goal<seed>"))]
 
     def report(label: str, ckpt: str, g: int) -> dict | None:
         out = root / "crosscheck" / f"{label}_goal{g}"
         if not (out / "report.json").is_file() and run:
             subprocess.run([sys.executable, "-m", *evaluate_cmd(name, ckpt, g, out)], env=env,
                            check=True)
-        if not cmds:
-            cmds.append(" ".join(evaluate_cmd(name, "<checkpoint>", g,
-                                              root / "crosscheck" / "<label>_goal<seed>")))
         f = out / "report.json"
         return json.loads(f.read_text()) if f.is_file() else None
 
