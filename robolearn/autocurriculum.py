@@ -268,7 +268,7 @@ def _train_weights(shares: dict[str, float], cur: CurriculumConfig, k: int) -> d
 def _collect(collect_cfg: Any, targets: dict[str, int]) -> None:
     from robolearn.collect import collect
 
-    collect(collect_cfg, progress=True, targets=targets)
+    collect(collect_cfg, progress=collect_cfg.progress, targets=targets)
 
 
 def _train(cfg: Any, out: Path, dataset: str, rec: dict[str, Any]) -> None:
@@ -303,7 +303,8 @@ def _probe(cfg: Any, out: Path, tasks: list[str]) -> dict[str, float]:
                       max_workers=len(tasks)) as pool:
         result = evaluate_agent(agent, cfg.collect.suite, episodes_per_task=cur.probe_episodes,
                                 seed=cur.probe_seed, num_envs=cur.probe_episodes,
-                                fast=cfg.collect.fast, pool=pool, progress=True)
+                                fast=cfg.collect.fast, pool=pool,
+                                progress=cfg.collect.progress)
     return {t: float(v) for t, v in result.success_by_task.items()}
 
 

@@ -53,18 +53,20 @@ def _pipeline_ray_train() -> RayTrainConfig:
 
 
 def pipeline_collect(**kw: Any) -> CollectConfig:
-    return CollectConfig(**{"out": DEMOS_PATH, "fast": "${fast}", **kw},  # type: ignore[arg-type]
+    return CollectConfig(**{"out": DEMOS_PATH, "fast": "${fast}", "progress": "${progress}",
+                            **kw},  # type: ignore[arg-type]
                          ray="${ray}")
 
 
 def pipeline_train(**kw: Any) -> TrainOptions:
     base = dict(dataset="${collect.out}", out=RUN_PATH, steps=6000, warmup_steps=300,
-                val_every=500, checkpoint_every=2000, log_every=100)
+                val_every=500, checkpoint_every=2000, log_every=100, progress="${progress}")
     return TrainOptions(**{**base, **kw}, ray=_pipeline_ray_train())
 
 
 def pipeline_evaluate(**kw: Any) -> EvaluateConfig:
-    base = dict(checkpoint="${train.out}", suite="${collect.suite}", fast="${fast}")
+    base = dict(checkpoint="${train.out}", suite="${collect.suite}", fast="${fast}",
+                progress="${progress}")
     return EvaluateConfig(**{**base, **kw}, ray="${ray}")  # type: ignore[arg-type]
 
 
@@ -76,6 +78,7 @@ class PipelineConfig:
     policy: Any = MISSING  # policy group, as in `robolearn train`
     ray: RayConfig = field(default_factory=RayConfig)  # Ray for every stage (collect/evaluate.ray)
     fast: bool = True  # sim's fast step in collect and evaluate; false: Meta-World's own step
+    progress: bool = True  # progress bars of every stage (collect/train/evaluate.progress each)
     collect: CollectConfig = field(default_factory=pipeline_collect)  # as `robolearn collect`
     train: TrainOptions = field(default_factory=pipeline_train)  # as `robolearn train`
     evaluate: EvaluateConfig = field(default_factory=pipeline_evaluate)  # as `robolearn evaluate`
@@ -204,7 +207,7 @@ def _run_stages(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
 
     console.rule(f"1/3 collect {cfg.collect.suite} → {cfg.collect.out}")
     t0 = time.perf_counter()
-    collected = collect(cfg.collect, progress=cfg.train.progress)
+    collected = collect(cfg.collect, progress=cfg.collect.progress)
     times["collect"] = time.perf_counter() - t0
     console.print(f"{collected.episodes} episodes in {collected.store} "
                   f"({collected.resumed_episodes} reused), {times['collect']:.0f} s")

@@ -60,6 +60,7 @@ class DeployConfig:
     rate_hz: float = 0.0  # control rate (0: the robot's own; the twin's is 80 Hz)
     out: str = "data/real_episodes.zarr"  # episode store for the recordings (source=real)
     device: str = "auto"  # policy inference device
+    progress: bool = True  # progress bar on the terminal (the summary is printed either way)
     twin: TwinOptions = field(default_factory=TwinOptions)
     remote: RemoteOptions = field(default_factory=RemoteOptions)
     safety: SafetyOptions = field(default_factory=SafetyOptions)

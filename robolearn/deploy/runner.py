@@ -85,8 +85,10 @@ def _sanitize(action: Any, action_dim: int) -> tuple[np.ndarray, bool]:
 
 
 def run_deploy(cfg: DeployConfig, run_dir: Path, *, policy: Any = None, robot: Any = None,
-               progress: bool = True) -> dict[str, Any]:
+               progress: bool | None = None) -> dict[str, Any]:
     """Run ``cfg.episodes`` episodes; returns the summary (also written by the CLI).
+
+    ``progress`` (default ``cfg.progress``) shows a bar over episodes.
 
     ``policy`` / ``robot`` may be given directly (tests, notebooks); by default the checkpoint
     is loaded with :func:`robolearn.load_policy` and the robot built by :func:`build_robot`.
@@ -99,6 +101,8 @@ def run_deploy(cfg: DeployConfig, run_dir: Path, *, policy: Any = None, robot: A
     """
     from hardware import INTERVENTION_KINDS
     from robolearn.data import claim_store
+
+    progress = cfg.progress if progress is None else progress
 
     if policy is None:
         from robolearn import load_policy

@@ -12,13 +12,14 @@ from robolearn.errors import ReuseError
 
 
 @pytest.mark.slow
-def test_pipeline_debug_end_to_end_with_resume(tmp_path):
+def test_pipeline_debug_end_to_end_with_resume(tmp_path, capsys):
     common = [
         "collect.suite=MT:reach-v3+drawer-close-v3", "collect.episodes_per_task=3",
-        f"collect.out={tmp_path}/demos.zarr", f"train.out={tmp_path}/run",
-        "train.progress=false",
+        f"collect.out={tmp_path}/demos.zarr", f"train.out={tmp_path}/run", "progress=false",
     ]
     first = cli.run("pipeline", [*common, f"run_dir={tmp_path}/p1"], preset="debug")
+    err = capsys.readouterr().err  # progress=false: no stage draws a bar
+    assert not any(bar in err for bar in ("collect MT:", "train flow_matching", "evaluate M"))
     assert first["collect"]["episodes"] == 6
     assert first["train"]["steps"] == 20
     report = json.loads((tmp_path / "p1" / "evaluate" / "report.json").read_text())
@@ -55,6 +56,11 @@ def test_derived_paths_separate_other_settings_and_keep_the_defaults():
     assert reg.train.out == "runs/mt10_regression"
     wide = cli.compose("pipeline", ["+policy.backbone_kwargs.hidden_dim=512"])
     assert wide.train.out.startswith("runs/mt10_flow_matching-")
+    quiet = cli.compose("pipeline", ["progress=false"])  # every stage's bar; not a setting
+    assert not (quiet.collect.progress or quiet.train.progress or quiet.evaluate.progress)
+    assert (quiet.collect.out, quiet.train.out) == (default.collect.out, default.train.out)
+    one = cli.compose("pipeline", ["evaluate.progress=false"])
+    assert one.collect.progress and one.train.progress and not one.evaluate.progress
 
 
 @pytest.mark.slow

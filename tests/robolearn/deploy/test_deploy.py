@@ -82,6 +82,16 @@ def test_bad_policy_outputs_never_reach_the_robot(tmp_path):
         np.testing.assert_array_equal(ep.data["action"], executed[:30])
 
 
+def test_progress_config_key_drops_the_bar_not_the_episodes(tmp_path, capsys):
+    for i, extra in enumerate(([], ["progress=false"])):
+        _, robot = _twin_robot(watchdog_timeout_s=5.0)
+        cfg = _cfg(tmp_path, "rate_hz=1000", f"out={tmp_path}/real{i}.zarr", *extra)
+        summary = run_deploy(cfg, tmp_path, policy=ScriptedPolicy(), robot=robot)
+        err = capsys.readouterr().err
+        assert ("deploy reach-v3 on twin" in err) is (not extra)
+        assert summary["episodes"] == 2
+
+
 def test_stalled_policy_trips_the_watchdog_within_its_deadline(tmp_path):
     timeout = 0.1
     policy = ScriptedPolicy(stall_at=40, stall_s=0.6)  # episode 2, step 10
