@@ -50,6 +50,7 @@ class AlignConfig:
     eval_gain: float = 0.6  # robust_eval: the actuator gain gap
     fast: bool = True  # sim's fast step (identical results)
     device: str = "auto"  # training device
+    progress: bool = True  # progress bars on the terminal (the summary is printed either way)
     ray: RayConfig = field(default_factory=RayConfig)  # rollouts on Ray actors (num_workers=0: here)
     run_dir: str = ""  # where config/log/summary go (default outputs/align/<time>)
 

@@ -347,7 +347,7 @@ def _train_config(cfg: AlignConfig, base_cfg: dict[str, Any], dataset: str, run:
                                50, cfg.steps_per_iteration)), checkpoint_every=max(1, min(
                                100, cfg.steps_per_iteration)),
                            keep_checkpoints=1, seed=cfg.seed, device=cfg.device,
-                           tensorboard=False, progress=True, eval_every=0)
+                           tensorboard=False, progress=cfg.progress, eval_every=0)
     return train_config_from(options, policy)
 
 
@@ -373,7 +373,7 @@ def evaluate_iteration(cfg: AlignConfig, checkpoint: Path, suite: Any) -> dict[s
                                     seed=cfg.eval_seed, num_envs=min(10, cfg.eval_episodes),
                                     physics=FixedPhysics(params), record_steps=name == "nominal",
                                     contacts=cfg.contacts, fast=cfg.fast, pool=pool,
-                                    progress=True)
+                                    progress=cfg.progress)
             out[name] = {"success": result.mean_success,
                          "success_by_task": result.success_by_task}
             if name == "nominal":
@@ -445,7 +445,8 @@ def run_align(cfg: AlignConfig, run_dir: Path, *,
     out.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps({**dataclasses.asdict(cfg), "checkpoint": str(base),
                                       "out": str(out), "run_dir": None, "ray": None}, default=str))
-    settings.pop("videos")  # what is shown, not what is trained: may change between runs
+    for shown in ("videos", "progress"):  # what is shown, not what is trained: may change
+        settings.pop(shown)
     if score_fn is not None:
         settings["score_fn"] = json.loads(json.dumps(getattr(score_fn, "describe", "external"),
                                                      default=str))

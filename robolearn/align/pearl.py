@@ -353,7 +353,7 @@ def train_policy(cfg: PearlConfig, dataset: Path, run: Path, weights: np.ndarray
         lr=imp.lr, warmup_steps=min(200, imp.steps // 10), val_fraction=0.0,
         val_every=imp.steps, checkpoint_every=max(1, min(1000, imp.steps)), keep_checkpoints=1,
         log_every=max(1, min(100, imp.steps)), eval_every=0, seed=cfg.seed, device=cfg.device,
-        tensorboard=False, progress=True)
+        tensorboard=False, progress=cfg.progress)
     tc = train_config_from(options, {"name": imp.policy})
     done = int(read_config(resolve_checkpoint(run))["step"]) if (run / LATEST).exists() else 0
     if done >= imp.steps:
@@ -378,7 +378,7 @@ def evaluate_policy(cfg: PearlConfig, checkpoint: Path) -> dict[str, Any]:
     with rollout_pool(cfg.ray, spec, what="pearl evaluation", max_workers=1) as pool:
         result = evaluate_agent(agent, f"MT1:{cfg.target}", episodes_per_task=cfg.eval_episodes,
                                 seed=cfg.eval_seed, num_envs=min(10, cfg.eval_episodes),
-                                fast=cfg.fast, pool=pool, progress=True)
+                                fast=cfg.fast, pool=pool, progress=cfg.progress)
     hits = np.array([r.success for r in result.episodes], np.float64)
     low, high = bootstrap_ci(hits[:, None], statistic=mean_stat) if len(hits) > 1 else (
         float(hits.mean()), float(hits.mean()))
@@ -416,6 +416,7 @@ def run_pearl(cfg: PearlConfig, run_dir: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps({**dataclasses.asdict(cfg), "out": str(out),
                                       "run_dir": None, "ray": None}, default=str))
+    settings.pop("progress")  # what is shown, not what is trained: may change between runs
     state = _load_state(out, settings)
 
     def save() -> None:
@@ -431,7 +432,7 @@ def run_pearl(cfg: PearlConfig, run_dir: Path) -> dict[str, Any]:
                 raise ConfigError(f"{side}_store={given}: no such store; leave it empty to "
                                   f"collect a pool of {task} into {out / 'pools'}")
             t0 = time.perf_counter()
-            collect_pool(path, task, cfg.pool, fast=cfg.fast)
+            collect_pool(path, task, cfg.pool, fast=cfg.fast, progress=cfg.progress)
             state.setdefault("seconds", {})[f"pool_{side}"] = round(time.perf_counter() - t0, 1)
         stores[side] = path
     source, target = load_pool(stores["source"], cfg.source), load_pool(stores["target"],

@@ -214,6 +214,7 @@ class PearlConfig:
     seed: int = 0  # training seed of the improved policies (and the TPO rollouts)
     fast: bool = True  # sim's fast step (identical results)
     device: str = "auto"  # training device
+    progress: bool = True  # progress bars on the terminal (the summary is printed either way)
     ray: RayConfig = field(default_factory=RayConfig)  # evaluation on Ray actors (num_workers=0: here)
     run_dir: str = ""  # where config/log/summary go (default outputs/pearl/<time>)
 
