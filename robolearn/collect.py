@@ -62,10 +62,9 @@ class CollectConfig:
     out: str = "data/mt10_demos.zarr"  # the episode store; re-running resumes it
     seed: int = 0  # demo goal seed; keep evaluation seeds different
     expert_noise_std: float = 0.0  # Gaussian noise on the scripted expert's actions
-    # what the expert acts on: `observation` (the policy's view, observation noise included) or
-    # `state` (the simulator's noise-free state: privileged labels; the store still keeps the
-    # noisy observation the policy will see)
-    expert_sees: str = "observation"
+    # (`state`: privileged labels from the simulator's noise-free state; the store still keeps
+    # the noisy observation the policy will see)
+    expert_sees: str = "observation"  # what the expert acts on: observation (noise included) | state
     max_attempts_per_task: int = 0  # give up on a task after this many attempts (0: 3x episodes)
     stop_on_success: bool = True  # end an episode at the first success (else run the horizon)
     randomize: RandomizationConfig = field(default_factory=RandomizationConfig)  # env physics box

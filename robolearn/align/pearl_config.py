@@ -135,15 +135,15 @@ class RewardConfig:
     kind: str = "gaussian"  # gaussian (PEARL's robust reward learning) | point (plain Bradley–Terry)
     pairs: int = 0  # target pairs it trains on, most confident first (0: as many as source labels)
     min_confidence: float = 0.0  # transferred labels below this confidence are not used
-    hidden_dim: int = 64
-    num_layers: int = 2
+    hidden_dim: int = 64  # width of the reward MLP
+    num_layers: int = 2  # hidden layers of the reward MLP
     sigma_prior: float = 1.0  # gaussian: the per-step std the KL term pulls sigma toward
     kl_weight: float = 1.0  # gaussian: lambda_KL
     stride: int = 4  # fit and score on every stride-th step (4x cheaper; returns sum those steps)
-    epochs: int = 40
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
+    epochs: int = 40  # passes over the training pairs
+    batch_size: int = 64  # pairs per step
+    lr: float = 1e-3  # Adam learning rate
+    seed: int = 0  # initialisation, pair order and sampled returns
 
     def __post_init__(self) -> None:
         p = "reward."
@@ -168,12 +168,12 @@ class ImproveConfig:
     temperature: float = 0.5  # weight: tau of exp(z / tau), z the standardised learned return
     policy: str = "flow_matching"  # the policy trained on the weighted pool
     steps: int = 2000  # optimiser steps (filter / weight: from scratch on the pool)
-    batch_size: int = 128
-    lr: float = 1e-3
+    batch_size: int = 128  # windows per optimiser step
+    lr: float = 1e-3  # peak learning rate
     init_checkpoint: str = ""  # filter / weight: start from this checkpoint instead of from scratch
     baselines: bool = False  # also train no-label BC (the whole pool) and the oracle (target teacher)
     # tpo: the GRAPE loop on the target from the no-label BC policy, pairs scored by the reward
-    tpo_iterations: int = 1
+    tpo_iterations: int = 1  # tpo: iterations of the loop
     tpo_groups: int = 4  # groups (goal) per iteration
     tpo_rollouts: int = 8  # rollouts per group
     tpo_steps: int = 200  # optimiser steps per iteration

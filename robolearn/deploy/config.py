@@ -30,8 +30,8 @@ class TwinOptions(ParamsConfig):
 class RemoteOptions:
     """A robot served with `robolearn serve-robot` (next to the arm)."""
 
-    host: str = "127.0.0.1"
-    port: int = 5555
+    host: str = "127.0.0.1"  # the robot server's address
+    port: int = 5555  # its TCP port (`robolearn serve-robot --port`)
     token: str = ""  # shared token; prefer $ROBOLEARN_ROBOT_TOKEN (never written to run records)
     timeout_s: float = 1.0  # a reply slower than this is a dead link
 

@@ -63,15 +63,14 @@ class Sim2RealConfig:
     sysid: SysIdOptions = field(default_factory=SysIdOptions)
     # retraining
     demos_per_task: int = 50  # expert demos per task collected under p_{k+1}
-    # what the demo expert acts on: `state` (the simulator's noise-free state; the demos keep the
-    # noisy observation the policy sees) or `observation` (noise included: under a fitted
-    # observation noise the experts then mostly fail and the demos thin out)
-    expert_sees: str = "state"
+    # (`observation`: noise included; under a fitted observation noise the experts then mostly
+    # fail and the demos thin out)
+    expert_sees: str = "state"  # the demo expert acts on: state (noise-free; demos keep the noisy obs) | observation
     train_steps: int = 2000  # fine-tuning steps per cycle (warm start from π_k)
-    batch_size: int = 256
+    batch_size: int = 256  # windows per fine-tuning step
     lr: float = 3e-4  # constant (fine-tuning: no warm-up, no decay)
     eval_episodes: int = 20  # sim evaluation episodes per task under p_{k+1}
-    eval_horizon: int = 500
+    eval_horizon: int = 500  # steps per sim evaluation episode
     num_envs: int = 10  # sim evaluation envs in lock-step
     device: str = "auto"  # policy inference and training device
     run_dir: str = ""  # where config/log/summary go (default outputs/curriculum/<time>)

@@ -53,9 +53,9 @@ class TrainOptions:
     steps: int = 20000  # total optimiser steps
     batch_size: int = 256  # windows per optimiser step (per process)
     lr: float = 1e-3  # peak learning rate (AdamW), never rescaled behind your back
-    weight_decay: float = 1e-6
+    weight_decay: float = 1e-6  # AdamW weight decay
     warmup_steps: int = 500  # linear warm-up, then cosine decay to lr_min_ratio * lr
-    lr_min_ratio: float = 0.05
+    lr_min_ratio: float = 0.05  # the cosine schedule's floor, as a fraction of lr
     grad_clip: float = 1.0  # max gradient norm (0: off)
     ema_decay: float = 0.999  # EMA of the weights, used for validation and the checkpoint (0: off)
     val_fraction: float = 0.1  # held-out episodes per task for the validation loss

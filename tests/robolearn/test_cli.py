@@ -28,6 +28,16 @@ def test_command_help_shows_the_config(capsys):
     assert "episodes_per_task" in out and "suite" in out
 
 
+def test_every_config_key_in_every_commands_help_says_what_it_is():
+    from robolearn.config import CONFIGS
+
+    for command in sorted(set(cli.COMMANDS) & set(CONFIGS)):
+        keys = [line for line in cli.describe(command).splitlines() if line.startswith("  ")]
+        assert keys, command
+        unexplained = [line.strip() for line in keys if "  # " not in line]
+        assert not unexplained, f"robolearn {command} --help: keys without a note: {unexplained}"
+
+
 def test_typo_in_an_override_gets_hydras_error_and_a_suggestion(capsys):
     assert cli.main(["collect", "episodes_per_tsk=3"]) == 2
     err = capsys.readouterr().err
