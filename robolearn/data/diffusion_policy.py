@@ -21,8 +21,6 @@ success.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import json
 import logging
 import os
@@ -33,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from robolearn.data import locks
+from robolearn.data.exports import check_dir_target, partial_path, publish_dir, remove_stale
 from robolearn.data.store import META_FIELDS, EpisodeStore, StoreError, build_store, episode_meta
 
 log = logging.getLogger(__name__)
@@ -106,8 +104,8 @@ def export_diffusion_policy(
                    [str(v) for v in meta[k]]) for k in META_FIELDS},
         },
     }
-    _remove_stale(out)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    remove_stale(out)
+    tmp = partial_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
     dense = {"write_empty_chunks": True}  # every chunk on disk: a missing one is then damage
     try:
@@ -126,14 +124,7 @@ def export_diffusion_policy(
         ends_out[:] = np.cumsum(lengths).astype(np.int64)
         root.attrs["robolearn"] = record
         _check_target(out, overwrite)  # it may have appeared meanwhile
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -327,23 +318,5 @@ def _written_by_us(path: Path) -> bool:
 
 
 def _check_target(out: Path, overwrite: bool) -> None:
-    if not out.exists() and not out.is_symlink():
-        if not out.parent.is_dir():
-            raise FileNotFoundError(f"cannot export to {out}: no directory {out.parent}")
-        return
-    if not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=true to replace it")
-    if not out.is_dir():
-        raise StoreError(f"refusing to overwrite {out}: it is a file, not a zarr directory")
-    if any(out.iterdir()) and not _written_by_us(out):
-        raise StoreError(f"refusing to overwrite {out}: it is not a store robolearn's "
-                         "diffusion_policy export wrote; remove it yourself if that is intended")
-
-
-def _remove_stale(out: Path) -> None:
-    for kind in ("partial", "replaced"):
-        for stale in out.parent.glob(f".{glob.escape(out.name)}.{kind}-*"):
-            pid = stale.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not locks.pid_alive(int(pid)):
-                with contextlib.suppress(OSError):
-                    shutil.rmtree(stale)
+    check_dir_target(out, overwrite, _written_by_us,
+                     "a store robolearn's diffusion_policy export wrote", kind="a zarr directory")

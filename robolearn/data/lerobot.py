@@ -29,8 +29,6 @@ which is said too). Both directions build under a temporary name and rename on s
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import json
 import logging
 import math
@@ -42,7 +40,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from robolearn.data import locks
+from robolearn.data.exports import check_dir_target, partial_path, publish_dir, remove_stale
 from robolearn.data.store import META_FIELDS, EpisodeStore, StoreError, build_store
 
 log = logging.getLogger(__name__)
@@ -101,7 +99,7 @@ def export_lerobot(
     out = Path(out)
     if not isinstance(fps, (int, np.integer)) or not 1 <= fps <= 10_000:
         raise ValueError(f"Got fps={fps!r}, expected an integer in 1..10000 (Meta-World: 80)")
-    _check_dir_target(out, overwrite, _written_by_us, "a LeRobot dataset written by robolearn's "
+    check_dir_target(out, overwrite, _written_by_us, "a LeRobot dataset written by robolearn's "
                       "export (no 'robolearn' entry in meta/info.json)")
     store = EpisodeStore.open(dataset, mode="r")
     episodes = store.complete_episodes()
@@ -144,8 +142,8 @@ def export_lerobot(
     for name, ft in features.items():
         ft["names"] = names.get(name)
 
-    _remove_stale(out)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    remove_stale(out)
+    tmp = partial_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         # Frames into data files of at most DATA_FILE_MB (uncompressed), whole episodes each.
@@ -217,8 +215,8 @@ def export_lerobot(
             },
         }
         (tmp / INFO).write_text(json.dumps(info, indent=4))
-        _check_dir_target(out, overwrite, _written_by_us, "")  # it may have appeared meanwhile
-        _publish_dir(tmp, out)
+        check_dir_target(out, overwrite, _written_by_us, "")  # it may have appeared meanwhile
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -680,40 +678,3 @@ def _written_by_us(path: Path) -> bool:
         return False
     return isinstance(info, dict) and isinstance(info.get("robolearn"), dict) and \
         info["robolearn"].get("format") == EXPORT_FORMAT
-
-
-def _check_dir_target(out: Path, overwrite: bool, ours: Any, what: str) -> None:
-    """May an export directory be put at ``out``?"""
-    if not out.exists() and not out.is_symlink():
-        if not out.parent.is_dir():
-            raise FileNotFoundError(f"cannot export to {out}: no directory {out.parent}")
-        return
-    if not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=true to replace it")
-    if not out.is_dir():
-        raise StoreError(f"refusing to overwrite {out}: it is a file, not an export directory")
-    if any(out.iterdir()) and not ours(out):
-        raise StoreError(f"refusing to overwrite {out}: it is not {what or 'an earlier export'}; "
-                         "remove it yourself if that is intended")
-
-
-def _publish_dir(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` to ``out``, replacing an earlier export there."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(out, old)
-    os.rename(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _remove_stale(out: Path) -> None:
-    """Temp directories of ``out`` left by exports that were killed (never a live one's)."""
-    for kind in ("partial", "replaced"):
-        for stale in out.parent.glob(f".{glob.escape(out.name)}.{kind}-*"):
-            pid = stale.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not locks.pid_alive(int(pid)):
-                with contextlib.suppress(OSError):
-                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()

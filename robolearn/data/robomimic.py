@@ -21,7 +21,6 @@ next run). Export writes the complete episodes only (incomplete ones, recorded w
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from robolearn.data import locks
+from robolearn.data.exports import partial_path, remove_stale
 from robolearn.data.sampler import split_episodes
 from robolearn.data.store import EpisodeStore, StoreError, build_store
 
@@ -80,8 +79,8 @@ def export_robomimic(
     extras = [k for k in store.spec if k not in _STD_KEYS]
     meta_cols = {k: store.meta(k) for k in ("task", "params", "source", "seed", "policy_id",
                                             "timestamp", "info")}
-    _remove_stale_partials(out)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    remove_stale(out)
+    tmp = partial_path(out)
     names = {}
     total = 0
     try:
@@ -163,13 +162,6 @@ def _written_by_us(path: Path) -> bool:
             return "data" in f and "robolearn_tasks" in f["data"].attrs
     except (OSError, ValueError):
         return False
-
-
-def _remove_stale_partials(out: Path) -> None:
-    for stale in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not locks.pid_alive(int(pid)):
-            stale.unlink(missing_ok=True)
 
 
 def _demo_sort_key(name: str) -> tuple[int, str]:
