@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 import sim
 from robolearn.cluster import RayConfig, cfg_get, check_reachable, uses_ray
 from robolearn.data.store import EpisodeStore, StoreError, claim_store
+from robolearn.data.writer import EpisodeWriter
 from robolearn.errors import ConfigError, ReuseError, did_you_mean
 from robolearn.rollout import (
     EpisodeSpec,
@@ -297,7 +298,8 @@ def _collect_claimed(cfg: CollectConfig, claim: Any, tasks: list[str], need: dic
     options = RolloutOptions(stop_on_success=cfg.stop_on_success, record="steps",
                              fast=cfg.fast)
     # The writer process first: its start-up (imports, opening the store) overlaps Ray's.
-    with claim.writer(background=cfg.background_writer, wait_ready=False) as writer, \
+    with EpisodeWriter(out, claim=claim, background=cfg.background_writer,
+                       wait_ready=False) as writer, \
             rollout_pool(ray_cfg, spec, what="robolearn collect", max_workers=max(1, todo)) as pool:
         startup = time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -59,7 +59,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import zarr
@@ -68,9 +68,6 @@ from zarr.core.sync import sync as _zarr_sync
 
 from robolearn.data import locks
 from robolearn.errors import RobolearnError
-
-if TYPE_CHECKING:
-    from robolearn.data.writer import EpisodeWriter
 
 log = logging.getLogger(__name__)
 
@@ -1094,7 +1091,8 @@ class StoreClaim:
     Attributes:
         path: the store.
         token: handed to the owner's own writer process so it may append (done for you by
-            :meth:`writer` and by ``EpisodeWriter(path)`` in the owning process).
+            ``EpisodeWriter(path, claim=claim)`` and by ``EpisodeWriter(path)`` in the owning
+            process).
         created: whether the claim created the store (a fresh or overwritten store).
     """
 
@@ -1110,12 +1108,6 @@ class StoreClaim:
         return EpisodeStore.open(self.path, mode, lock_timeout=lock_timeout,
                                  claim_token=self.token)
 
-    def writer(self, **kwargs: Any) -> EpisodeWriter:
-        """An :class:`~robolearn.data.writer.EpisodeWriter` for the store, allowed to append."""
-        from robolearn.data.writer import EpisodeWriter
-
-        return EpisodeWriter(self.path, claim=self, **kwargs)
-
 
 @contextlib.contextmanager
 def claim_store(
@@ -1130,8 +1122,8 @@ def claim_store(
 
     While the block runs, no other process can claim the store, append to it
     (``EpisodeStore.open(mode="a")``), create or overwrite it; this process and the writer
-    process it hands the store to (``claim.writer()``, or ``EpisodeWriter(path)`` created in
-    this process) can. Readers are never blocked. The claim is an ``flock`` on
+    process it hands the store to (``EpisodeWriter(path, claim=claim)``, or ``EpisodeWriter(path)``
+    created in this process) can. Readers are never blocked. The claim is an ``flock`` on
     ``<parent>/.<name>.owner``: released when the block ends or the process dies.
 
     Args:
@@ -1157,7 +1149,7 @@ def claim_store(
         with claim_store(out, create={"obs_dim": 39, "action_dim": 4, "tasks": tasks}) as claim:
             with claim.open("a") as store:          # plan from what is committed
                 todo = plan(store)
-            with claim.writer() as writer:           # its process may append; others may not
+            with EpisodeWriter(out, claim=claim) as writer:  # its process may append; others not
                 for steps, meta in run(todo):
                     writer.add_episode(steps, **meta)
     """

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from robolearn.data import EpisodeStore, StoreError, claim_store
+from robolearn.data import EpisodeStore, EpisodeWriter, StoreError, claim_store
 from tests.support import ACTION_DIM, OBS_DIM, make_episode
 
 SPEC = {"obs_dim": OBS_DIM, "action_dim": ACTION_DIM}
@@ -37,7 +37,7 @@ def main() -> None:
                 with claim.open("a") as store:  # plan from what is committed
                     start = len(store)
                 time.sleep(0.3)  # planning takes a while: another command must not slip in
-                with claim.writer() as writer:  # a background process, allowed by the claim
+                with EpisodeWriter(path, claim=claim) as writer:  # its process, by the claim
                     for i in range(start, target):
                         writer.add_episode(make_episode(i, length=10), task="t", seed=i)
             print(f"ok collected {target - start}", flush=True)

@@ -75,7 +75,7 @@ def test_other_processes_cannot_append_or_overwrite_but_can_read(store_path, hel
 
 def test_the_owner_hands_the_store_to_its_writer_process(store_path):
     with claim_store(store_path, create=SPEC) as claim:
-        with claim.writer() as w:
+        with EpisodeWriter(store_path, claim=claim) as w:
             w.add_episode(make_episode(0), task="t")
         with EpisodeWriter(store_path) as w:  # made in the owning process: allowed too
             w.add_episode(make_episode(1), task="t")
