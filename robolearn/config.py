@@ -90,7 +90,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "align/debug": dict(
         checkpoint="runs/debug_flow_matching", suite="MT1:reach-v3", iterations=1,
         groups_per_task=2, rollouts_per_group=4, steps_per_iteration=5, batch_size=4,
-        demo_batch_size=16, eval_episodes=2, min_margin=0.0,
+        demo_batch_size=16, eval_episodes=2, min_margin=0.0, horizon=60,
     ),
     "finetune/debug": dict(
         checkpoint="runs/debug_flow_matching", suite="MT1:reach-v3", env_steps=200, horizon=50,

@@ -27,6 +27,7 @@ class AlignConfig:
     iterations: int = 3  # roll out → score → pair → train → evaluate, each from the last
     groups_per_task: int = 4  # groups (goal, TaskParams) per task per iteration
     rollouts_per_group: int = 8  # N rollouts of the current policy from the same initial state
+    horizon: int = 500  # steps per rollout and per evaluation episode (Meta-World: 500; lower only to debug)
     min_margin: float = 0.1  # smallest score difference that makes a preference pair
     pairs_per_group: int = 1  # disjoint best-vs-worst pairs a group may give
     steps_per_iteration: int = 300  # optimiser steps per iteration
@@ -43,6 +44,7 @@ class AlignConfig:
     distribution: str = ""  # or a task distribution file (robust preset: a reality gap)
     contacts: bool = True  # record contacts (the safe preset's costs)
     videos: int = 0  # per iteration, MP4s of this many pairs: chosen | rejected (replayed; MUJOCO_GL=egl)
+    video_size: int = 224  # each side's width and height in pixels (software EGL: ~10 frames/s at 128)
     eval_episodes: int = 20  # held-out goals per task for the evaluation after each iteration
     eval_seed: int = 1000  # their goal seed (never a rollout goal)
     robust_eval: bool = False  # also evaluate under an action latency and an actuator gain gap
@@ -65,12 +67,16 @@ class AlignConfig:
         for name, low in (("iterations", 1), ("groups_per_task", 1), ("rollouts_per_group", 2),
                           ("pairs_per_group", 1), ("steps_per_iteration", 1), ("batch_size", 1),
                           ("demo_batch_size", 1), ("eval_episodes", 1), ("seed", 0),
-                          ("eval_seed", 0), ("videos", 0)):
+                          ("eval_seed", 0), ("videos", 0), ("video_size", 16),
+                          ("horizon", 1)):
             if getattr(self, name) < low:
                 raise ConfigError(f"Got {name}={getattr(self, name)}, expected >= {low}")
         for name in ("min_margin", "lambda_sft", "lambda_bc"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"Got {name}={getattr(self, name)}, expected >= 0")
+        if self.horizon > 500:
+            raise ConfigError(f"Got horizon={self.horizon}, expected <= 500 (Meta-World's episodes "
+                              "end there)")
         if not self.lr > 0 or not self.beta >= 0:
             raise ConfigError(f"Got lr={self.lr}, beta={self.beta}; expected lr > 0, beta >= 0")
         if self.eval_seed == 4000 + self.seed:

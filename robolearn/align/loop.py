@@ -80,8 +80,8 @@ def rollout_groups(cfg: AlignConfig, checkpoint: Path, groups: list, suite: Any)
         run_batch,
     )
 
-    options = RolloutOptions(record="steps", contacts=cfg.contacts, fast=cfg.fast,
-                             goal_observable=suite.goal_observable)
+    options = RolloutOptions(horizon=cfg.horizon, record="steps", contacts=cfg.contacts,
+                             fast=cfg.fast, goal_observable=suite.goal_observable)
     n = cfg.rollouts_per_group
     spec = agent_spec(str(checkpoint), device="cpu", ship_files=uses_ray(cfg.ray))
     with rollout_pool(cfg.ray, spec, what="robolearn align", max_workers=len(groups)) as pool:
@@ -168,7 +168,7 @@ def pair_videos(cfg: AlignConfig, flat: list, pairs: list, out: Path, *,
     for k, p in enumerate(order[:cfg.videos]):
         task = flat[p.chosen].task
         path = pair_video(flat[p.chosen], flat[p.rejected], out / f"pair{k}_{task}.mp4",
-                          fast=cfg.fast, goal_observable=goal_observable)
+                          size=cfg.video_size, fast=cfg.fast, goal_observable=goal_observable)
         paths.append(str(path))
     return paths
 
@@ -371,6 +371,7 @@ def evaluate_iteration(cfg: AlignConfig, checkpoint: Path, suite: Any) -> dict[s
         for name, params in gaps.items():
             result = evaluate_agent(agent, suite, episodes_per_task=cfg.eval_episodes,
                                     seed=cfg.eval_seed, num_envs=min(10, cfg.eval_episodes),
+                                    horizon=cfg.horizon,
                                     physics=FixedPhysics(params), record_steps=name == "nominal",
                                     contacts=cfg.contacts, fast=cfg.fast, pool=pool,
                                     progress=cfg.progress)
@@ -445,7 +446,8 @@ def run_align(cfg: AlignConfig, run_dir: Path, *,
     out.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps({**dataclasses.asdict(cfg), "checkpoint": str(base),
                                       "out": str(out), "run_dir": None, "ray": None}, default=str))
-    for shown in ("videos", "progress"):  # what is shown, not what is trained: may change
+    # what is shown, not what is trained: may change between runs
+    for shown in ("videos", "video_size", "progress"):
         settings.pop(shown)
     if score_fn is not None:
         settings["score_fn"] = json.loads(json.dumps(getattr(score_fn, "describe", "external"),

@@ -29,6 +29,7 @@ class EvaluateConfig:
     distribution: str = ""  # or a task distribution file (curricula JSON), per episode
     video: bool = False  # write MP4s of the first episodes of each task into <out>/videos
     videos_per_task: int = 1  # episodes recorded per task when video=true
+    video_size: int = 224  # video width and height in pixels (software EGL: ~10 frames/s at 128)
     save_rollouts: str = ""  # an episode store to keep every rollout in (source=policy)
     fast: bool = True  # sim's fast step (identical results); false: Meta-World's own step
     device: str = "auto"  # auto | cpu | cuda | cuda:N (policy inference; Ray actors: cpu)
@@ -50,7 +51,7 @@ def check_config(cfg: EvaluateConfig) -> None:
     if cfg.split not in SPLITS:
         raise ConfigError(f"Got split={cfg.split!r}, expected one of {SPLITS}")
     for name, low in (("episodes_per_task", 1), ("num_envs", 1), ("videos_per_task", 0),
-                      ("seed", 0), ("horizon", 1)):
+                      ("video_size", 16), ("seed", 0), ("horizon", 1)):
         if getattr(cfg, name) < low:
             raise ConfigError(f"Got {name}={getattr(cfg, name)}, expected >= {low}")
     if cfg.horizon > HORIZON:

@@ -150,12 +150,11 @@ def test_videos_show_each_pair_side_by_side(tmp_path):
     base = _debug_policy(tmp_path)
     out = tmp_path / "aligned"
     args = [*_align_args(base, out), "method=sft", f"run_dir={tmp_path}/a"]
-    summary = cli.run("align", [*args, "videos=1"], preset="debug")
+    summary = cli.run("align", [*args, "videos=1", "video_size=48"], preset="debug")
     rec = summary["iterations"][0]
     assert rec["videos"] == [str(out / "iter_0" / "videos" / f"pair0_{TASK}.mp4")]
     frames = imageio.mimread(rec["videos"][0])
-    height, width, _ = frames[0].shape
-    assert width == 2 * height  # chosen | rejected
+    assert frames[0].shape == (48, 96, 3)  # chosen | rejected, each video_size pixels
     pair = json.loads((out / "iter_0" / "pairs.json").read_text())["pairs"][0]
     flat = json.loads((out / "align.json").read_text())["iterations"][0]
     assert flat["videos"] == rec["videos"] and pair["chosen"] != pair["rejected"]
