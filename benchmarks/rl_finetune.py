@@ -128,14 +128,15 @@ def evaluate_cmd(name: str, checkpoint: str, goal_seed: int, out: Path) -> list[
 
 
 def cross_check(name: str, root: Path, runs: dict[int, dict], goal_seeds: list[int],
-                env: dict, run: bool) -> tuple[list[str], list[str]]:
-    """Base and fine-tuned of every finished run on further goal seeds: table rows, commands.
+                env: dict, run: bool) -> tuple[list[str], list[str], dict]:
+    """Base and fine-tuned of every finished run on further goal seeds: table rows, commands,
+    and per task (base, [fine-tuned per seed]) pooled over all the held-out goals.
 
     A report already under ``<root>/crosscheck/`` is reused; a missing one is evaluated when
     ``run`` (else its row says so).
     """
     if not goal_seeds or not runs:
-        return [], []
+        return [], [], {}
     base_ckpt = next(o for o in overrides_of(name) if o.startswith("checkpoint=")).split("=", 1)[1]
     rows: list[str] = []
     cmds = [" ".join(evaluate_cmd(name, "<checkpoint>", goal_seeds[0],
@@ -149,6 +150,7 @@ def cross_check(name: str, root: Path, runs: dict[int, dict], goal_seeds: list[i
         f = out / "report.json"
         return json.loads(f.read_text()) if f.is_file() else None
 
+    over_seeds: dict[str, tuple[float, list[float]]] = {}
     for seed, summary in runs.items():
         own = summary["finetuned"]["eval_seed"]
         pooled: dict[str, list[tuple[float, float, int]]] = {}
@@ -177,7 +179,15 @@ def cross_check(name: str, root: Path, runs: dict[int, dict], goal_seeds: list[i
             seeds = ", ".join(map(str, used))
             rows.append(f"| **{name} (seed {seed}), pooled** | {task} | {seeds} | {n} | "
                         f"{bs:.3f} | **{fs:.3f}** | {fs - bs:+.3f} |")
-    return rows, cmds
+            if len(xs) == 1 + len(goal_seeds):  # every goal set evaluated
+                over_seeds.setdefault(task, (bs, []))[1].append(fs)
+    if len(runs) > 1:
+        for task, (bs, fine) in over_seeds.items():
+            m = sum(fine) / len(fine)
+            rows.append(f"| **{name} (mean of {len(fine)} seeds), pooled** | {task} | all | | "
+                        f"{bs:.3f} | **{m:.3f}** (min {min(fine):.3f}, max {max(fine):.3f}) | "
+                        f"{m - bs:+.3f} |")
+    return rows, cmds, over_seeds
 
 
 def bc_note(label: str, report: dict) -> str:
@@ -227,6 +237,7 @@ def main() -> None:
     xrows: list[str] = []
     xcmds: list[str] = []
     means: dict[str, dict[str, tuple[float, float, list[float]]]] = {}
+    pooled_means: dict[str, dict[str, tuple[float, float, list[float]]]] = {}
     for name in EXPERIMENTS:
         runs = finished_runs(name, args.root)
         seeds = list(runs)
@@ -235,8 +246,10 @@ def main() -> None:
         if seeds:
             cmds.append(f"- `{name}`: {EXPERIMENTS[name][0]} (seeds {', '.join(map(str, seeds))}): "
                         f"`{' '.join(command(name, args.root, seeds[0]))}`")
-        rows, how = cross_check(name, args.root, runs, args.goal_seeds, env,
-                                run=not args.report_only)
+        rows, how, pooled = cross_check(name, args.root, runs, args.goal_seeds, env,
+                                        run=not args.report_only)
+        if pooled:
+            pooled_means[name] = {t: (b, sum(f) / len(f), f) for t, (b, f) in pooled.items()}
         xrows += rows
         xcmds += how
         per_task: dict[str, tuple[float, list[float]]] = {}
@@ -280,6 +293,14 @@ def main() -> None:
                   "pooled rows add the run's own goals.", "",
                   "| run | task | goal seed(s) | goals | base | fine-tuned | Δ |",
                   "|---|---|---|---|---|---|---|", *xrows]
+        notes.append("")
+        for name, check in TARGETS.items():
+            for task, (b, f, fs) in pooled_means.get(name, {}).items():
+                ok, what = check(b, f)
+                over = f"mean of {len(fs)} seeds" if len(fs) > 1 else "one seed"
+                notes.append(f"- {name} / {task} on all the held-out goals (pooled): {what}: "
+                             f"**{'met' if ok else 'missed'}** (base {b:.3f}, fine-tuned "
+                             f"{f:.3f}, {over}).")
         cmds += [f"- cross-check: `{c}`" for c in xcmds]
     text = ("\n".join(body + notes + bc_notes) + "\n\nCommands:\n" + "\n".join(cmds) + "\n")
     # One results file per env-step budget: a longer budget's table does not replace the default's.
