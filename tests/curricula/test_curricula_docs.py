@@ -1,9 +1,10 @@
 """The examples in curricula's docstrings run as written."""
 
-import doctest
 import importlib
 
 import pytest
+
+from tests.support import run_doctests
 
 
 @pytest.mark.parametrize(
@@ -12,5 +13,5 @@ import pytest
      "curricula.regions"],
 )
 def test_docstring_examples(module):
-    result = doctest.testmod(importlib.import_module(module))
+    result = run_doctests(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

@@ -7,6 +7,8 @@ import importlib
 
 import pytest
 
+from tests.support import run_doctests
+
 MODULES = [
     "policies.base",
     "policies.backbones",
@@ -20,5 +22,5 @@ MODULES = [
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    result = run_doctests(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
