@@ -183,11 +183,27 @@ def cross_check(name: str, root: Path, runs: dict[int, dict], goal_seeds: list[i
                 over_seeds.setdefault(task, (bs, []))[1].append(fs)
     if len(runs) > 1:
         for task, (bs, fine) in over_seeds.items():
-            m = sum(fine) / len(fine)
             rows.append(f"| **{name} (mean of {len(fine)} seeds), pooled** | {task} | all | | "
-                        f"{bs:.3f} | **{m:.3f}** (min {min(fine):.3f}, max {max(fine):.3f}) | "
-                        f"{m - bs:+.3f} |")
+                        f"{bs:.3f} | {over_seeds_cells(bs, fine)} |")
     return rows, cmds, over_seeds
+
+
+def over_seeds_cells(base: float, fine: list[float]) -> str:
+    """The fine-tuned mean over the seeds (with its range) and its difference to the base."""
+    m = sum(fine) / len(fine)
+    return f"**{m:.3f}** (min {min(fine):.3f}, max {max(fine):.3f}) | {m - base:+.3f}"
+
+
+def verdicts(means: dict[str, dict[str, tuple[float, float, list[float]]]], where: str) -> list[str]:
+    """One line per experiment and task: its issue-15 target, met or missed, and on what."""
+    lines = []
+    for name, check in TARGETS.items():
+        for task, (b, f, fs) in means.get(name, {}).items():
+            ok, what = check(b, f)
+            over = f"mean of {len(fs)} seeds" if len(fs) > 1 else "one seed"
+            lines.append(f"- {name} / {task}{where}: {what}: **{'met' if ok else 'missed'}** "
+                         f"(base {b:.3f}, fine-tuned {f:.3f}, {over}).")
+    return lines
 
 
 def bc_note(label: str, report: dict) -> str:
@@ -260,10 +276,8 @@ def main() -> None:
                     summary["finetuned"]["success_by_task"][task])
         if len(seeds) > 1:
             for task, (base, fine) in per_task.items():
-                m = sum(fine) / len(fine)
                 body.append(f"| **{name} (mean of {len(fine)} seeds)** | {task} | | {base:.3f} | "
-                            f"**{m:.3f}** (min {min(fine):.3f}, max {max(fine):.3f}) | "
-                            f"{m - base:+.3f} | | | |")
+                            f"{over_seeds_cells(base, fine)} | | | |")
         if seeds:
             means[name] = {t: (b, sum(f) / len(f), f) for t, (b, f) in per_task.items()}
     bc_notes = []
@@ -276,12 +290,7 @@ def main() -> None:
         bc_notes.append(bc_note(label, report))
     notes = ["", "Targets of issue 15 (at 0.5-2 M env steps): peg-insert-side >= 0.97; a reality-gap "
              "distribution +0.20 over the base; two weak MT50 tasks improved."]
-    for name, check in TARGETS.items():
-        for task, (b, f, fs) in means.get(name, {}).items():
-            ok, what = check(b, f)
-            over = f"mean of {len(fs)} seeds" if len(fs) > 1 else "one seed"
-            notes.append(f"- {name} / {task}: {what}: **{'met' if ok else 'missed'}** "
-                         f"(base {b:.3f}, fine-tuned {f:.3f}, {over}).")
+    notes += verdicts(means, "")
     notes.append("- Differences of one or two episodes in 50 are within noise "
                  "(binomial s.e. sqrt(p(1-p)/n): 0.04 at p = 0.9, n = 50; 0.07 at p = 0.2, "
                  "n = 30). Each seed row is one training seed "
@@ -293,14 +302,7 @@ def main() -> None:
                   "pooled rows add the run's own goals.", "",
                   "| run | task | goal seed(s) | goals | base | fine-tuned | Δ |",
                   "|---|---|---|---|---|---|---|", *xrows]
-        notes.append("")
-        for name, check in TARGETS.items():
-            for task, (b, f, fs) in pooled_means.get(name, {}).items():
-                ok, what = check(b, f)
-                over = f"mean of {len(fs)} seeds" if len(fs) > 1 else "one seed"
-                notes.append(f"- {name} / {task} on all the held-out goals (pooled): {what}: "
-                             f"**{'met' if ok else 'missed'}** (base {b:.3f}, fine-tuned "
-                             f"{f:.3f}, {over}).")
+        notes += ["", *verdicts(pooled_means, " on all the held-out goals (pooled)")]
         cmds += [f"- cross-check: `{c}`" for c in xcmds]
     text = ("\n".join(body + notes + bc_notes) + "\n\nCommands:\n" + "\n".join(cmds) + "\n")
     # One results file per env-step budget: a longer budget's table does not replace the default's.
