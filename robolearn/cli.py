@@ -30,7 +30,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -443,7 +443,28 @@ def write_record(run_dir: Path, cfg: Any, overrides: Sequence[str]) -> None:
         os.replace(tmp, run_dir / name)
 
 
+@contextlib.contextmanager
+def job_logging(run_dir: Path | None, verbose: bool = False) -> Iterator[None]:
+    """:func:`setup_logging` for one job: the root logger's handlers and level are put back
+    afterwards (the job's terminal and ``log.txt`` handlers closed), so a command run
+    in-process (:func:`run`: tests, scripts, notebooks) leaves the caller's logging as it was."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers[:] = []  # kept for afterwards, not closed
+    setup_logging(run_dir, verbose)
+    try:
+        yield
+    finally:
+        for h in root.handlers[:]:
+            root.removeHandler(h)
+            h.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def setup_logging(run_dir: Path | None, verbose: bool = False) -> None:
+    """The terminal (rich) and ``<run_dir>/log.txt`` handlers on the root logger, replacing
+    (and closing) the ones it had."""
     from rich.logging import RichHandler
 
     root = logging.getLogger()
@@ -505,6 +526,7 @@ class Outcome:
 
 def _run_job(command: str, cfg: Any, run_dir: Path, overrides: Sequence[str]) -> Outcome:
     """Types the config, runs the handler, writes the records; errors become an Outcome."""
+    logs = contextlib.ExitStack()
     try:
         from omegaconf import OmegaConf
 
@@ -518,7 +540,7 @@ def _run_job(command: str, cfg: Any, run_dir: Path, overrides: Sequence[str]) ->
             typed.out = str(run_dir)  # the training run directory is the command's output
         elif hasattr(typed, "run_dir"):
             typed.run_dir = str(run_dir)
-        setup_logging(run_dir)
+        logs.enter_context(job_logging(run_dir))
         if command != "train":  # the trainer writes its run's record once the run is accepted
             write_record(run_dir, typed, overrides)
             log.info("robolearn %s: run directory %s", command, run_dir)
@@ -537,6 +559,7 @@ def _run_job(command: str, cfg: Any, run_dir: Path, overrides: Sequence[str]) ->
         return Outcome(run_dir, error=_message(e), exit_code=code, exception=e)
     finally:
         _CURRENT.clear()
+        logs.close()
         # hydra made the run directory (`out` for train) for the job: a config refused before
         # anything was written leaves no empty one behind
         with contextlib.suppress(OSError):

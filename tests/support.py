@@ -34,23 +34,3 @@ def make_episode(seed: int, length: int | None = None, obs_dim: int = OBS_DIM,
 SMALL_POLICY = ["+policy.backbone_kwargs.hidden_dim=64", "+policy.backbone_kwargs.num_blocks=1",
                 "policy.action_horizon=4", "policy.action_exec_horizon=2",
                 "policy.task_embed_dim=4"]
-
-
-def run_doctests(module: object, **kwargs: object) -> object:
-    """``doctest.testmod`` with only pytest's (capturing) handlers on the root logger.
-
-    The examples show no log lines, but an earlier test in the same process (a CLI command)
-    may have left a terminal handler on the root logger, whose lines would then land in the
-    examples' output: which tests ran before depends on the order (and on pytest-xdist's
-    scheduling), so the result must not.
-    """
-    import doctest
-    import logging
-
-    root = logging.getLogger()
-    handlers = root.handlers[:]
-    root.handlers = [h for h in handlers if type(h).__module__.startswith("_pytest")]
-    try:
-        return doctest.testmod(module, **kwargs)  # type: ignore[arg-type]
-    finally:
-        root.handlers = handlers

@@ -1,10 +1,9 @@
 """The examples in curricula's docstrings run as written."""
 
+import doctest
 import importlib
 
 import pytest
-
-from tests.support import run_doctests
 
 
 @pytest.mark.parametrize(
@@ -13,5 +12,5 @@ from tests.support import run_doctests
      "curricula.regions"],
 )
 def test_docstring_examples(module):
-    result = run_doctests(importlib.import_module(module))
+    result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

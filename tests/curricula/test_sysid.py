@@ -1,5 +1,6 @@
 """System identification on synthetic twin logs with known hidden TaskParams."""
 
+import doctest
 import math
 
 import numpy as np
@@ -23,7 +24,6 @@ from curricula import (
     update_distribution,
 )
 from curricula.sysid import clipped_mean_var, cma_minimize, hand_filter, hand_kernel
-from tests.support import run_doctests
 
 REACH_TWIN = sim.TaskParams(actuator_gain_scale=0.7, action_latency=3, obs_noise_std=0.004,
                             action_noise_std=0.1)
@@ -239,7 +239,7 @@ def test_cma_minimize_finds_a_bounded_quadratic_minimum():
 
 
 def test_docstring_examples():
-    result = run_doctests(curricula.sysid)
+    result = doctest.testmod(curricula.sysid)
     assert result.attempted > 0 and result.failed == 0
 
 

@@ -1,5 +1,6 @@
 """Initial-condition ingest: first observations back to Meta-World rand_vecs; recording checks."""
 
+import doctest
 
 import numpy as np
 import pytest
@@ -17,7 +18,6 @@ from curricula import (
     rand_vec_map,
 )
 from curricula.ingest import GOAL
-from tests.support import run_doctests
 
 FEATURES = np.r_[4:7, 11:14, 36:39]
 
@@ -115,5 +115,5 @@ def test_a_mapping_is_not_a_recording():
 
 
 def test_docstring_examples():
-    result = run_doctests(curricula.ingest)
+    result = doctest.testmod(curricula.ingest)
     assert result.attempted > 0 and result.failed == 0

@@ -1,11 +1,11 @@
 """The examples in hardware's docstrings run as written; the command line refuses unsafe binds."""
 
+import doctest
 import importlib
 
 import pytest
 
 from hardware.server import main
-from tests.support import run_doctests
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(60)
      "hardware.server", "hardware.remote"],
 )
 def test_docstring_examples(module):
-    result = run_doctests(importlib.import_module(module))
+    result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0
 
 

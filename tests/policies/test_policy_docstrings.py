@@ -7,8 +7,6 @@ import importlib
 
 import pytest
 
-from tests.support import run_doctests
-
 MODULES = [
     "policies.base",
     "policies.backbones",
@@ -22,5 +20,5 @@ MODULES = [
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    result = run_doctests(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0

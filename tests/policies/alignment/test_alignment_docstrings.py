@@ -7,8 +7,6 @@ import importlib
 
 import pytest
 
-from tests.support import run_doctests
-
 MODULES = [
     "policies.alignment.tpo",
     "policies.alignment.scoring",
@@ -21,5 +19,5 @@ MODULES = [
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    result = run_doctests(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
