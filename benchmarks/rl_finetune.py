@@ -194,6 +194,12 @@ def over_seeds_cells(base: float, fine: list[float]) -> str:
     return f"**{m:.3f}** (min {min(fine):.3f}, max {max(fine):.3f}) | {m - base:+.3f}"
 
 
+def with_means(per_task: dict[str, tuple[float, list[float]]]
+               ) -> dict[str, tuple[float, float, list[float]]]:
+    """Per task (base, fine-tuned per seed) -> (base, their mean, fine-tuned per seed)."""
+    return {t: (b, sum(f) / len(f), f) for t, (b, f) in per_task.items()}
+
+
 def verdicts(means: dict[str, dict[str, tuple[float, float, list[float]]]], where: str) -> list[str]:
     """One line per experiment and task: its issue-15 target, met or missed, and on what."""
     lines = []
@@ -265,7 +271,7 @@ def main() -> None:
         rows, how, pooled = cross_check(name, args.root, runs, args.goal_seeds, env,
                                         run=not args.report_only)
         if pooled:
-            pooled_means[name] = {t: (b, sum(f) / len(f), f) for t, (b, f) in pooled.items()}
+            pooled_means[name] = with_means(pooled)
         xrows += rows
         xcmds += how
         per_task: dict[str, tuple[float, list[float]]] = {}
@@ -279,7 +285,7 @@ def main() -> None:
                 body.append(f"| **{name} (mean of {len(fine)} seeds)** | {task} | | {base:.3f} | "
                             f"{over_seeds_cells(base, fine)} | | | |")
         if seeds:
-            means[name] = {t: (b, sum(f) / len(f), f) for t, (b, f) in per_task.items()}
+            means[name] = with_means(per_task)
     bc_notes = []
     for item in args.bc:
         label, path = item.split("=", 1)

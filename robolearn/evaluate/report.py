@@ -100,7 +100,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: Path) -> dict[str, Any]:
                     agent, suite, episodes_per_task=cfg.episodes_per_task, seed=cfg.seed,
                     split=cfg.split, num_envs=cfg.num_envs, horizon=cfg.horizon, physics=physics,
                     video_dir=video_dir, videos_per_task=cfg.videos_per_task,
-                    video_size=cfg_get(cfg, "video_size", 224), pool=pool,
+                    video_size=cfg.video_size, pool=pool,
                     record_steps=bool(cfg.save_rollouts), fast=cfg.fast,
                     progress=cfg_get(cfg, "progress", True),
                 )
