@@ -209,7 +209,7 @@ def main() -> None:
             f"| {a['arm']} | {a['mean']:.3f} | [{a['ci']['mean'][0]:.3f}, {a['ci']['mean'][1]:.3f}]"
             f" | {a['iqm']:.3f} | [{a['ci']['iqm'][0]:.3f}, {a['ci']['iqm'][1]:.3f}] | "
             f"{np.mean([a['per_task'][t] for t in weakest]):.3f} | "
-            f"{', '.join(worse) if a is not base else '—'}{' none' if a is not base and not worse else ''} | "
+            f"{'—' if a is base else ', '.join(worse) or 'none'} | "
             f"{b.get('demo_episodes', '')} | {b.get('relabelled_episodes', '')} | "
             f"{b.get('train_steps', '')} | {b.get('probe_episodes', '')} | {wall / 60:.1f} min | "
             + (f"{a['overhead_ms']:.2f} ms" if "overhead_ms" in a else "—") + " |")

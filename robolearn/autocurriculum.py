@@ -18,7 +18,11 @@ rounds with the same probes, uniformly: the baseline the curriculum must beat.
 
 ``relabel=dagger`` spends part of each round's budget (``dagger_fraction``) on the current
 policy's own rollouts labelled by the scripted expert at every state the policy visits
-(DAgger-style), instead of fresh expert demonstrations.
+(DAgger-style), instead of fresh expert demonstrations. Fresh demos are the default because
+they measured better: on MT50 at the same budget ``lp`` 0.905, ``lp`` + ``dagger`` 0.878,
+``uniform`` 0.886 (``benchmarks/results/curriculum_mt50.md``). The weak tasks there fail as
+often on their training goals as on new ones (``benchmarks/results/curriculum_limits.md``): they
+lack optimisation steps, which relabelled states do not add.
 
 Everything lives in the run directory (``train.out``): the demonstration store
 (``demos.zarr``), the checkpoints, ``curriculum.json`` (per round: targets, allocation, training
