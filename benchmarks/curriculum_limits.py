@@ -14,15 +14,16 @@ held-out evaluation, this measures on the same checkpoint:
 - **the horizon**: the step at which successful held-out episodes first succeed (median and
   max, out of 500). Successes far below 500 mean failures are not episodes that ran out of time;
 - **optimisation** (``--single-task N``): for the N weakest tasks, the same policy trained on that
-  task alone from the same demonstrations (``robolearn collect suite=MT1:<task> seed=<collect
-  seed>`` gives the very goals of the run's first demos), checkpointed at ``--single-steps``,
+  task alone from the same demonstrations (``robolearn collect suite=MT1:<task> seed=0``, the
+  presets' collect seed, gives the very goals of the run's first demos), checkpointed at
+  ``--single-steps``,
   each checkpoint evaluated on the same training and held-out goals. An MT50 run of S steps
   spends S/50 optimiser steps' worth of windows on a task: if the single-task policy fails at
   that many steps and succeeds with more, the task is limited by optimisation steps, not by the
   data or the policy's capacity.
 
     python benchmarks/curriculum_limits.py --runs runs/curriculum_mt50/uniform runs/curriculum_mt50/lp_dagger \
-        --reports outputs/curriculum_mt50/uniform outputs/curriculum_mt50/lp_dagger --single-task 3
+        --reports outputs/curriculum_mt50/uniform outputs/curriculum_mt50/lp_dagger --weakest 6 --single-task 3
 
 Writes ``benchmarks/results/curriculum_limits.md`` (``--out``).
 """
