@@ -57,40 +57,43 @@ def heldout(report: dict) -> dict[str, list[dict]]:
     return out
 
 
-def demo_starts(store_path: Path, task: str, n: int) -> tuple[list[tuple[int, dict]], int, int]:
-    """(goal seed, TaskParams) of the task's first ``n`` expert demos, how many demos it has
-    and how many relabelled policy rollouts (``source=policy``)."""
+def store_demos(store_path: Path, n: int) -> dict[str, tuple[list[tuple[int, dict]], int, int]]:
+    """Per task: (goal seed, TaskParams) of its first ``n`` expert demos, how many demos it
+    has and how many relabelled policy rollouts (``source=policy``); one read of the store."""
     from robolearn.data.store import EpisodeStore
 
     with EpisodeStore.open(store_path, "r") as s:
         tasks, sources = s.meta("task"), s.meta("source")
         seeds, params = s.meta("seed"), s.meta("params")
-    mine = [(int(seed), json.loads(str(par))) for t, src, seed, par
-            in zip(tasks, sources, seeds, params) if str(t) == task and str(src) == "expert"]
-    relabelled = sum(1 for t, src in zip(tasks, sources) if str(t) == task and str(src) == "policy")
-    return mine[:n], len(mine), relabelled
+    starts: dict[str, list[tuple[int, dict]]] = {}
+    relabelled: dict[str, int] = {}
+    for t, src, seed, par in zip(tasks, sources, seeds, params):
+        t, src = str(t), str(src)
+        if src == "expert":
+            starts.setdefault(t, []).append((int(seed), json.loads(str(par))))
+        elif src == "policy":
+            relabelled[t] = relabelled.get(t, 0) + 1
+    return {t: (v[:n], len(v), relabelled.get(t, 0)) for t, v in starts.items()}
 
 
 def success_on(agent, task: str, starts: list[tuple[int, dict | None]],
-               num_envs: int) -> tuple[float, list[int]]:
+               num_envs: int) -> float:
     """Success of ``agent`` from the given (goal seed, TaskParams) starts (one episode each,
-    the evaluation protocol: stop at the first success), and the steps of the successes."""
+    the evaluation protocol: stop at the first success)."""
     import sim
     from robolearn.rollout import EpisodeSpec, RolloutOptions, run_batch
 
     envs = [sim.make_env(task) for _ in range(min(num_envs, len(starts)))]
-    wins, steps = 0, []
+    wins = 0
     for lo in range(0, len(starts), len(envs)):
         batch = starts[lo:lo + len(envs)]
         specs = [EpisodeSpec(task, lo + i, seed, sim.TaskParams(**par) if par else None)
                  for i, (seed, par) in enumerate(batch)]
         for traj in run_batch(agent, envs[:len(batch)], specs, RolloutOptions()):
             wins += int(traj.success)
-            if traj.success:
-                steps.append(int(traj.length))
     for env in envs:
         env.close()
-    return wins / len(starts), steps
+    return wins / len(starts)
 
 
 def single_task_curve(task: str, demos: int, steps: list[int], workdir: Path,
@@ -116,8 +119,8 @@ def single_task_curve(task: str, demos: int, steps: list[int], workdir: Path,
     out = []
     for step in steps:
         agent = load_agent(str(run / "checkpoints" / f"step_{step:07d}"), "cpu")
-        train_sr, _ = success_on(agent, task, train_starts, num_envs)
-        ho_sr, _ = success_on(agent, task, [(s, None) for s in heldout_seeds], num_envs)
+        train_sr = success_on(agent, task, train_starts, num_envs)
+        ho_sr = success_on(agent, task, [(s, None) for s in heldout_seeds], num_envs)
         out.append({"task": task, "step": step, "train": train_sr, "heldout": ho_sr})
         print(json.dumps(out[-1]), flush=True)
     return out
@@ -147,33 +150,34 @@ def main() -> None:
     reports = [report_of(Path(r)) for r in args.reports]
     base = reports[0]["success_by_task"]
     weak = sorted(base, key=lambda t: (base[t], t))[: args.weakest]
+    # The held-out goals are the same in every run (the evaluation seed); the first run's
+    # training starts are what the single-task runs are evaluated on.
+    heldout_seeds = {t: [int(e["seed"]) for e in eps] for t, eps in heldout(reports[0]).items()}
+    first_starts: dict[str, list] = {}
     rows, lines = [], []
-    expert = ExpertAgent()
     for run, report in zip(args.runs, reports):
         agent = load_agent(run, "cpu")
         eps = heldout(report)
+        demos = store_demos(Path(run) / "demos.zarr", args.episodes)
         for task in weak:
             ho = eps[task]
             ho_steps = [int(e["steps"]) for e in ho if e["success"]]
-            starts, n_demos, n_relabelled = demo_starts(Path(run) / "demos.zarr", task, args.episodes)
-            train_sr, _ = success_on(agent, task, starts, args.num_envs)
+            starts, n_demos, n_relabelled = demos[task]
+            first_starts.setdefault(task, starts)
+            train_sr = success_on(agent, task, starts, args.num_envs)
             rows.append({"run": run, "task": task, "heldout": float(np.mean([e["success"] for e in ho])),
                          "n_heldout": len(ho), "train": train_sr, "n_train": len(starts),
                          "demos": n_demos, "relabelled": n_relabelled,
                          "steps_median": float(np.median(ho_steps)) if ho_steps else None,
-                         "steps_max": max(ho_steps) if ho_steps else None,
-                         "heldout_seeds": [int(e["seed"]) for e in ho]})
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "heldout_seeds"}), flush=True)
-    expert_sr = {}
-    for task in weak:
-        seeds = rows[[r["task"] for r in rows].index(task)]["heldout_seeds"]
-        expert_sr[task], _ = success_on(expert, task, [(s, None) for s in seeds], args.num_envs)
+                         "steps_max": max(ho_steps) if ho_steps else None})
+            print(json.dumps(rows[-1]), flush=True)
+    expert = ExpertAgent()
+    expert_sr = {t: success_on(expert, t, [(s, None) for s in heldout_seeds[t]], args.num_envs)
+                 for t in weak}
     curves = []
     for task in weak[: args.single_task]:
-        first = rows[[r["task"] for r in rows].index(task)]
-        starts, _, _ = demo_starts(Path(first["run"]) / "demos.zarr", task, args.episodes)
         curves += single_task_curve(task, args.single_demos, sorted(args.single_steps),
-                                    Path(args.workdir), starts, first["heldout_seeds"],
+                                    Path(args.workdir), first_starts[task], heldout_seeds[task],
                                     args.num_envs)
     lines += ["# What limits the weakest MT50 tasks: data, fitting or horizon", "",
               f"- Date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
