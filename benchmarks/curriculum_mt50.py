@@ -22,7 +22,9 @@ measured by replaying the recorded probes through the same sampler, allocation a
 
 An arm is ``MODE`` or ``MODE+dagger``; extra ``key=value`` arguments go to every run. A run
 whose run directory (``--workdir``/ARM) holds a ``summary.json`` is reported as it ran, not re-run
-(delete the directory to redo it); a killed arm continues where it stopped.
+(delete the directory to redo it), provided it ran with the overrides this command gives; one that
+ran with others (say ``train.steps=40000`` into a 20 000-step workdir) is refused, naming them. A
+killed arm continues where it stopped.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import RESULTS, machine  # noqa: E402
@@ -48,6 +51,16 @@ def arm_overrides(arm: str) -> list[str]:
     return [f"curriculum.mode={mode}"] + ([f"curriculum.relabel={relabel}"] if relabel else [])
 
 
+def override_mismatch(recorded: list[str], wanted: list[str]) -> list[str]:
+    """How the ``key=value`` overrides a finished arm ran with differ from the ones wanted now
+    (order aside; the last value of a key counts, as in hydra): one line per key, empty if none."""
+    def as_dict(overrides: list[str]) -> dict[str, str]:
+        return dict(o.partition("=")[::2] for o in overrides)
+    have, want = as_dict(recorded), as_dict(wanted)
+    return [f"{k}: ran with {have.get(k, '(not given)')}, now {want.get(k, '(not given)')}"
+            for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
+
+
 def run_arm(args: argparse.Namespace, arm: str) -> dict:
     name = arm.replace("+", "_")
     run_dir = Path(args.workdir) / name
@@ -57,8 +70,14 @@ def run_arm(args: argparse.Namespace, arm: str) -> dict:
            *arm_overrides(arm), f"train.out={args.runs}/{name}", f"run_dir={run_dir}", *args.extra]
     t0 = time.perf_counter()
     if (run_dir / "summary.json").exists():  # a finished arm: reported as it ran
-        overrides = (run_dir / "overrides.yaml").read_text().splitlines()
-        cmd = [*prefix, *(o.removeprefix("- ") for o in overrides)]
+        recorded = [str(o) for o in yaml.safe_load((run_dir / "overrides.yaml").read_text()) or []]
+        differ = override_mismatch(recorded, cmd[len(prefix):])
+        if differ:
+            raise SystemExit(
+                f"{run_dir} holds a finished {arm} arm run with other overrides than this command "
+                f"gives ({'; '.join(differ)}): it would be reported as if it were this run. Give "
+                f"this comparison its own --workdir/--runs, or delete {run_dir} to re-run the arm")
+        cmd = [*prefix, *recorded]
         print(f"reusing the finished arm in {run_dir} (delete it to re-run)", flush=True)
     else:
         print("$", " ".join(cmd), flush=True)
